@@ -1,0 +1,2 @@
+"""Placeholder: being written (see caproto/README.md)."""
+__all__ = ()
