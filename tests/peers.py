@@ -4,6 +4,7 @@ Every process started here is killed by its own PID at teardown, and every
 wait is bounded in time.
 """
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +50,44 @@ class SoftIoc:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._log.close()
+
+
+class Repeater:
+    """Our own caRepeater on EPICS_CA_REPEATER_PORT, so libca never spawns one
+    that outlives the test session.  Stopped by its own PID (process group)."""
+
+    def __init__(self, timeout=10.0):
+        port = int(os.environ["EPICS_CA_REPEATER_PORT"])
+        self.proc = subprocess.Popen(["caRepeater"], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    return          # the repeater holds the port: it is up
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"caRepeater did not bind port {port}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ca_repeater():
+    """One repeater for the whole session (None if caRepeater is not installed)."""
+    try:
+        repeater = Repeater()
+    except (OSError, TimeoutError):
+        yield None
+        return
+    yield repeater
+    repeater.stop()
 
 
 @pytest.fixture
