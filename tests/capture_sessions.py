@@ -274,34 +274,6 @@ def run_client(name, address_port, timeout=90):
         return json.loads(out.read().decode().strip().splitlines()[-1])
 
 
-class Repeater:
-    """Our own caRepeater on EPICS_CA_REPEATER_PORT, so libca never spawns one."""
-
-    def __init__(self, timeout=10.0):
-        import socket
-        port = int(os.environ["EPICS_CA_REPEATER_PORT"])
-        # Its own session, so that stop() can end it and its child together.
-        self.proc = subprocess.Popen(["caRepeater"], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    return          # the repeater holds the port: it is up
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"caRepeater did not bind port {port}")
-
-    def stop(self):
-        import signal
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-
-
 def _save(records, path):
     import gzip
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -330,7 +302,7 @@ def record_session(ioc_port, session):
 
 def capture(out_dir=DATA_DIR, sessions=SESSIONS):
     from tests.conftest import _free_port   # also pins this process to loopback
-    from tests.peers import SoftIoc
+    from tests.peers import Repeater, SoftIoc
     from tests.recording_proxy import RecordingProxy
 
     out_dir = Path(out_dir)
