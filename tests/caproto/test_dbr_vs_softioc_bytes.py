@@ -134,15 +134,11 @@ def check_payload(type_name, captured):
 
 
 @pytest.fixture
-def live_ioc(softioc):
-    """A softIoc with the capture records and values, and our own caRepeater."""
-    repeater = capture_sessions.Repeater()
-    try:
-        ioc = softioc(capture_sessions.db_text())
-        capture_sessions.run_client("setup", ioc.port)
-        yield ioc
-    finally:
-        repeater.stop()
+def live_ioc(softioc, ca_repeater):
+    """A softIoc with the capture records and values (the session's caRepeater serves it)."""
+    ioc = softioc(capture_sessions.db_text())
+    capture_sessions.run_client("setup", ioc.port)
+    return ioc
 
 
 @pytest.mark.timeout(60)
