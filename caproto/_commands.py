@@ -82,11 +82,13 @@ def _status_to_int(status):
     return status
 
 
+_TYPES_BY_VALUE = {int(t): t for t in _dbr.ChannelType}
+
+
 def _type_from_int(value):
-    try:
-        return _dbr.ChannelType(value)
-    except ValueError:              # a request may name no valid type
-        return value
+    """The ChannelType of a header value; the int itself if it names none
+    (a request may).  A dict lookup: this runs for every data command."""
+    return _TYPES_BY_VALUE.get(value, value)
 
 
 def _type_to_int(data_type):
@@ -394,6 +396,11 @@ class SearchResponse(Message):
         self._set((payload,), len(payload), port=port, ip=ip, cid=cid)
 
     def _decode_payload(self, payload):
+        if len(payload) == 0:
+            # Over TCP (EPICS_CA_NAME_SERVERS) rsrv sends no payload: the
+            # minor version is not carried, so assume the one we speak.
+            self.version = DEFAULT_PROTOCOL_VERSION
+            return
         if len(payload) < 2:
             raise RemoteProtocolError(
                 f"SearchResponse payload is {len(payload)} bytes; needs 2 (version)")

@@ -152,6 +152,16 @@ def test_command_one_from_server_depends_on_payload():
     assert (parsed.sid, parsed.subscriptionid) == (1, 9)
 
 
+def test_search_response_without_version_payload():
+    """rsrv answers a search over TCP (EPICS_CA_NAME_SERVERS) with no payload,
+    and libca accepts that from old servers over UDP too."""
+    wire = struct.pack(">HHHHII", 6, 0, 5064, 0, 0xFFFFFFFF, 7)
+    [parsed] = cmd.read_datagram(wire, ADDRESS, SERVER)
+    assert type(parsed) is cmd.SearchResponse
+    assert (parsed.port, parsed.cid) == (5064, 7)
+    assert parsed.version == ca.DEFAULT_PROTOCOL_VERSION
+
+
 @pytest.mark.parametrize("wire, role, message", [
     (struct.pack(">HHHHII", 99, 0, 0, 0, 0, 0), CLIENT, "command id 99"),
     (struct.pack(">HHHHII", 5, 0, 0, 0, 0, 0), CLIENT, "command id 5"),
@@ -159,7 +169,7 @@ def test_command_one_from_server_depends_on_payload():
     (struct.pack(">HHHHII", 24, 0, 0, 0, 0, 0), SERVER, "command id 24"),
     (struct.pack(">HHHHII", 23, 0, 0, 0, 0, 0)[:10], CLIENT, "too few"),
     (struct.pack(">HHHHII", 6, 16, 5, 13, 1, 1) + b"abc\0", CLIENT, "only 4"),
-    (struct.pack(">HHHHII", 6, 0, 5064, 0, 1, 1), SERVER, "needs 2"),
+    (struct.pack(">HHHHII", 6, 8, 5064, 0, 1, 1) + b"\x00" * 1, SERVER, "only 1"),
     (struct.pack(">HHHHII", 11, 8, 0, 0, 1, 1) + bytes(8), SERVER, "needs at least 16"),
     (struct.pack(">HHHHII", 1, 8, 0, 0, 1, 1) + bytes(8), CLIENT, "needs 14"),
     (struct.pack(">HHHHII", 15, 8, 99, 1, 1, 1) + bytes(8), SERVER, "DBR type 99"),
