@@ -298,6 +298,8 @@ class ChannelData:
 
     def _apply_metadata(self, metadata):
         """Validate then store metadata; all-or-nothing.  Returns DBE_PROPERTY or 0."""
+        if not metadata:                  # every plain write comes through here
+            return _DBE(0)
         known = self._property_fields + self._config_fields
         unknown = sorted(set(metadata) - set(known))
         if unknown:

@@ -153,10 +153,19 @@ def native_type(data_type):
     PUT_ACKT/PUT_ACKS are their own value type (an unsigned short);
     STSACK_STRING and CLASS_NAME carry strings.
     """
-    data_type = ChannelType(data_type)
+    try:                                  # hot path: a dict lookup
+        return _NATIVE_OF[data_type]
+    except (KeyError, TypeError):
+        pass
+    data_type = ChannelType(data_type)    # raises ValueError naming a bad type
     if data_type in _SPECIAL_NATIVE:
         return _SPECIAL_NATIVE[data_type]
     return ChannelType(data_type % 7)
+
+
+# Precomputed answers of native_type (enum calls dominated hot server paths).
+_NATIVE_OF = {t: _SPECIAL_NATIVE[t] if t in _SPECIAL_NATIVE else ChannelType(t % 7)
+              for t in ChannelType}
 
 
 def promote_type(data_type, *, use_status=False, use_time=False,

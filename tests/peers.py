@@ -90,6 +90,17 @@ def ca_repeater():
     repeater.stop()
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """libca (pyepics) writes EPICS_CA_MAX_ARRAY_BYTES into os.environ when it
+    starts; tests that change the environment must not leak into the next."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture
 def free_port():
     return _free_port()

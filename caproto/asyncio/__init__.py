@@ -1,0 +1,1 @@
+"""asyncio face of caproto: the CA server layer (``caproto.asyncio.server``)."""

@@ -1,0 +1,1 @@
+"""curio face of caproto: the CA server layer (``caproto.curio.server``)."""

@@ -1,0 +1,203 @@
+"""curio layer of the CA server: sockets, tasks, queues and events only.
+
+All protocol behaviour is in caproto.server.common.
+"""
+import logging
+import sys
+
+import curio
+import curio.io
+
+from ..server import common, sockets
+from ..server.typing import AsyncLibraryLayer, ThreadsafeQueueBase, Wakeup
+
+__all__ = ("Context", "VirtualCircuit", "CurioAsyncLayer", "CurioQueue",
+           "start_server", "run")
+
+log = logging.getLogger("caproto.ctx")
+VirtualCircuit = common.CircuitHandler
+
+
+class CurioQueue(ThreadsafeQueueBase):
+    """A FIFO shared between threads and curio tasks (curio.UniversalQueue)."""
+
+    def __init__(self, maxsize=0):
+        self._queue = curio.UniversalQueue(maxsize=maxsize)
+
+    def put(self, item):
+        self._queue.put(item)          # called from a plain frame: the sync form
+
+    def get(self, timeout=None):
+        return self._queue.get()
+
+    async def async_put(self, item):
+        await self._queue.put(item)
+
+    async def async_get(self):
+        return await self._queue.get()
+
+
+class _Wakeup(Wakeup):
+    __slots__ = ("_event",)
+
+    def __init__(self):
+        self._event = curio.Event()
+
+    async def set(self):
+        if not self._event.is_set():
+            await self._event.set()
+
+    async def wait(self):
+        await self._event.wait()
+        self._event.clear()
+
+
+class CurioAsyncLayer(AsyncLibraryLayer):
+    name = "curio"
+    library = curio
+    ThreadsafeQueue = CurioQueue
+    Event = curio.Event
+    sleep = staticmethod(curio.sleep)
+
+    @staticmethod
+    async def run_in_thread(func, *args):
+        return await curio.run_in_thread(func, *args)
+
+
+class Context(common.Context):
+    """A CA server on curio: ``await ctx.run()``; ``ctx.stop()`` from any thread."""
+
+    async_layer = CurioAsyncLayer
+
+    def __init__(self, pvdb, interfaces=None):
+        super().__init__(pvdb, interfaces)
+        self._stopping = curio.UniversalEvent()
+        self._clients = set()
+
+    def stop(self):
+        """Ask `run` to finish (thread-safe)."""
+        self._stopping.set()
+
+    async def run(self, *, log_pv_names=False, startup_hook=None):
+        udp_sockets = sockets.bind_udp_sockets(self)
+        tcp_sockets = sockets.bind_tcp_sockets(self)
+        beacon_socket = sockets.make_beacon_socket()
+        replies = {}
+        for sock, interface in udp_sockets:
+            replies.setdefault(interface, sock)
+        tasks = []
+        try:
+            for sock, interface in udp_sockets:
+                tasks.append(await curio.spawn(
+                    self._udp_loop(sock, interface, replies[interface]), daemon=True))
+            for sock in tcp_sockets:
+                tasks.append(await curio.spawn(self._accept_loop(sock), daemon=True))
+            log.info("server on %s port %d (curio)", self.interfaces, self.port)
+            if log_pv_names:
+                log.info(self.pv_names_text())
+            tasks.append(await curio.spawn(self._beacons(beacon_socket), daemon=True))
+            async_lib = CurioAsyncLayer()
+            hooks = [startup_hook] if startup_hook is not None else []
+            for hook in hooks + self.hooks("server_startup") + self.hooks("server_scan"):
+                tasks.append(await curio.spawn(self._guard(hook(async_lib), hook),
+                                               daemon=True))
+            await self._stopping.wait()
+        finally:
+            for task in tasks:
+                await task.cancel()
+            for client in list(self._clients):
+                await client.close()
+            for sock in tcp_sockets + [s for s, _ in udp_sockets] + [beacon_socket]:
+                sock.close()
+            for hook in self.hooks("server_shutdown"):
+                await self._guard(hook(CurioAsyncLayer()), hook)
+
+    @staticmethod
+    async def _guard(coro, what):
+        try:
+            await coro
+        except curio.CancelledError:
+            raise
+        except Exception:
+            log.exception("hook %r failed", what)
+
+    async def _udp_loop(self, sock, interface, reply_socket):
+        wrapped = curio.io.Socket(sock)
+        while True:
+            data, address = await wrapped.recvfrom(65536)
+            for datagram, destination in self.handle_datagram(data, address,
+                                                              interface):
+                try:
+                    reply_socket.sendto(datagram, destination)
+                except OSError as exc:
+                    log.debug("search reply to %s failed: %s", destination, exc)
+
+    async def _beacons(self, sock):
+        for interval in self.beacon_intervals():
+            sockets.send_beacons(self, sock)
+            await curio.sleep(interval)
+
+    async def _accept_loop(self, sock):
+        listener = curio.io.Socket(sock)
+        while True:
+            client, address = await listener.accept()
+            await curio.spawn(self._serve_circuit(client, address), daemon=True)
+
+    async def _serve_circuit(self, client, address):
+        sockets.configure_client_socket(client)
+        handler = self.new_circuit(address[:2], _Wakeup())
+        self._clients.add(client)
+        lock = curio.Lock()
+        handler.drain = lambda: self._flush(handler, client, lock)
+        sender = await curio.spawn(self._send_events(handler, client, lock),
+                                   daemon=True)
+        error = None
+        try:
+            while True:
+                data = await client.recv(handler.recv_size)
+                if not data:
+                    break
+                await handler.received(data)
+                await self._flush(handler, client, lock)
+                if len(data) >= common.RECV_CHUNK:
+                    await curio.sleep(0)     # a flooding client must not starve others
+        except common.DroppedCircuit as exc:
+            error = exc
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            await sender.cancel()
+            self._clients.discard(client)
+            await self.circuit_closed(handler, error)
+            await client.close()
+
+    @staticmethod
+    async def _flush(handler, client, lock):
+        async with lock:
+            buffers = handler.take_output()
+            for chunk in sockets.coalesce(buffers):
+                await client.sendall(chunk)
+
+    async def _send_events(self, handler, client, lock):
+        try:
+            while True:
+                await handler.wakeup.wait()
+                await self._flush(handler, client, lock)
+        except (ConnectionError, OSError):
+            pass
+
+
+async def start_server(pvdb, *, interfaces=None, log_pv_names=False,
+                       startup_hook=None):
+    """Serve `pvdb` until cancelled."""
+    context = Context(pvdb, interfaces)
+    await context.run(log_pv_names=log_pv_names, startup_hook=startup_hook)
+
+
+def run(pvdb, *, interfaces=None, log_pv_names=False, startup_hook=None):
+    """Serve `pvdb` on a new curio kernel until Ctrl-C."""
+    try:
+        curio.run(start_server(pvdb, interfaces=interfaces,
+                               log_pv_names=log_pv_names, startup_hook=startup_hook))
+    except KeyboardInterrupt:
+        print("caproto server stopped", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""trio face of caproto: the CA server layer (``caproto.trio.server``)."""
