@@ -1,0 +1,28 @@
+"""Record field sets: ``pvproperty(record='ai')`` serves ``PV.DESC``, ``PV.EGU``, ...
+
+``make_record_fields(record_type, data)`` builds the RecordFields a
+PvpropertyData keeps as ``data.field_inst`` (its ``fields`` mapping is what
+``data.get_field(name)`` and so names.py resolve).  See fields.py for how
+fields and the record stay in step and record_types.py for the field sets.
+"""
+from .fields import FieldDef, MenuChannel, RecordFields, MENUS
+from .record_types import RECORD_TYPES
+
+__all__ = ("RECORD_TYPES", "FieldDef", "MenuChannel", "RecordFields", "MENUS",
+           "get_record_class", "make_record_fields", "records")
+
+records = RECORD_TYPES      # the name caproto code looks up
+
+
+def get_record_class(record_type):
+    """The RecordFields subclass for `record_type` ('ai', 'ao', ...)."""
+    try:
+        return RECORD_TYPES[record_type]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown record type {record_type!r}; known: "
+                         f"{', '.join(sorted(RECORD_TYPES))}") from None
+
+
+def make_record_fields(record_type, data):
+    """The fields of a `record_type` record whose VAL is `data`."""
+    return get_record_class(record_type)(data)
