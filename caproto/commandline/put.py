@@ -1,0 +1,164 @@
+"""caproto-put: write a PV and report old and new values, as caput does.
+
+    caproto-put [-c] [-t | -l] [-n | -s] PV VALUE...
+    caproto-put -a PV COUNT V1 V2 ...       (an array)
+    caproto-put -S PV "some long text"      (a string into a char array)
+
+Every put asks for the server's completion notice, so a refused put (a
+read-only field, a value out of range) is reported; only -c makes a put
+that is still running at the timeout an error.
+Values are converted to the PV's native type here, with epics-base's rules
+(caproto._convert), so "abc" for a double fails before anything is sent.
+An enum takes one of its state names or, failing that, an index.
+"""
+import argparse
+import sys
+
+from .._convert import convert_values, string_to_char_array
+from .._dbr import AccessRights, ChannelType, native_type, promote_type
+from .._errors import (CaprotoConversionError, CaprotoError,
+                       CaprotoTimeoutError, CaprotoValueError)
+from ..sync.client import Session, read_entry, write_entry
+from ._args import add_common_options, configure_logging, run_main, value_format
+from ._format import format_line
+
+TOOL = "caproto-put"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog=TOOL, description="Write an EPICS PV over Channel Access (like caput).")
+    parser.add_argument("pv_name", metavar="PV")
+    parser.add_argument("values", nargs="+", metavar="VALUE")
+    add_common_options(parser)
+    parser.add_argument("-c", "--callback", action="store_true",
+                        help="wait until the server reports the put complete")
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument("-t", "--terse", action="store_true",
+                        help="print only the new value")
+    layout.add_argument("-l", "--wide", action="store_true",
+                        help='"name timestamp value status severity"')
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("-n", "--enum-as-number", action="store_true",
+                      help="an enum value is an index, never a state name")
+    kind.add_argument("-s", "--enum-as-string", action="store_true",
+                      help="an enum value is a state name, never an index")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("-a", "--array", action="store_true",
+                       help="VALUE... is a count followed by that many values")
+    shape.add_argument("-S", "--char-as-string", action="store_true",
+                       help="write the text into a char array (long string)")
+    parser.add_argument("-F", "--separator", default=" ",
+                        help="output field separator (default space)")
+    return parser
+
+
+def _array_values(values):
+    try:
+        count = int(values[0])
+    except ValueError:
+        raise CaprotoValueError(
+            f"-a expects the element count first, not {values[0]!r}") from None
+    items = values[1:]
+    if count != len(items):
+        raise CaprotoValueError(f"-a: count {count} but {len(items)} value(s) given")
+    return items
+
+
+def _enum_index(text, strings, args, name):
+    """An enum state given by name (unless -n) or index (unless -s)."""
+    if not args.enum_as_number and text in strings:
+        return strings.index(text)
+    if not args.enum_as_string:
+        try:
+            index = int(text, 0)
+        except ValueError:
+            index = None
+        if index is not None and 0 <= index < max(len(strings), 1):
+            return index
+    choices = ", ".join(repr(s) for s in strings)
+    raise CaprotoValueError(f"{text!r} is not a state of {name!r} (states: {choices})")
+
+
+def prepare(session, entry, args):
+    """(data, data_type) to write, converted and checked here."""
+    native = ChannelType(native_type(entry.native_data_type))
+    texts = _array_values(args.values) if args.array else [" ".join(args.values)]
+    if args.char_as_string:
+        if native != ChannelType.CHAR:
+            raise CaprotoValueError(f"-S needs a char array; {entry.name!r} is "
+                                    f"{native.name}")
+        data = string_to_char_array(texts[0])[:entry.native_data_count]
+        return data, ChannelType.CHAR
+    if native == ChannelType.ENUM:
+        control = read_entry(session, entry, ChannelType.CTRL_ENUM, 1,
+                             args.timeout, force_int_enums=True)
+        strings = [s.decode("latin-1") for s in control.metadata.enum_strings]
+        return [_enum_index(t, strings, args, entry.name) for t in texts], native
+    if len(texts) > (entry.native_data_count or 1):
+        raise CaprotoValueError(f"{len(texts)} values given; {entry.name!r} "
+                                f"holds at most {entry.native_data_count}")
+    try:
+        data = convert_values(texts, ChannelType.STRING, native)
+    except CaprotoConversionError as exc:
+        raise CaprotoValueError(f"cannot write {' '.join(texts)!r} to "
+                                f"{entry.name!r} ({native.name}): {exc}") from None
+    return data, native
+
+
+def _read_for_display(session, entry, args):
+    native = ChannelType(native_type(entry.native_data_type))
+    if native == ChannelType.ENUM and not args.enum_as_number:
+        native = ChannelType.STRING
+    data_type = promote_type(native, use_time=True) if args.wide else native
+    return read_entry(session, entry, data_type, entry.native_data_count,
+                      args.timeout, force_int_enums=True)
+
+
+def _write(session, entry, data, data_type, args):
+    """Write with a completion notice, so a refused put is reported.
+
+    With -c a put not completed within the timeout is an error; without
+    it the tool goes on (as caput, which does not wait at all).
+    """
+    try:
+        write_entry(session, entry, data, notify=True, data_type=data_type,
+                    timeout=args.timeout)
+    except CaprotoTimeoutError:
+        if args.callback:
+            raise
+
+
+def main(argv=None):
+    return run_main(TOOL, _main, argv)
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    fmt = value_format(args)
+    mode = "wide" if args.wide else "plain"
+    with Session(repeater=not args.no_repeater) as session:
+        [entry] = session.connect_all([args.pv_name], args.priority, args.timeout)
+        if not entry.connected:
+            raise session.core.timeout_error(entry, "connecting to", args.timeout)
+        if entry.access_rights is not None and \
+                not entry.access_rights & AccessRights.WRITE:
+            raise CaprotoError(f"{args.pv_name!r} on {entry.server[0]}:"
+                               f"{entry.server[1]} is read-only (no write access)")
+        data, data_type = prepare(session, entry, args)
+        old = None
+        if not args.terse:
+            old = _read_for_display(session, entry, args)
+        _write(session, entry, data, data_type, args)
+        new = _read_for_display(session, entry, args)
+    if args.terse:
+        print(format_line(args.pv_name, new, fmt, "terse"))
+    else:
+        print("Old : " + format_line(args.pv_name, old, fmt, mode))
+        print("New : " + format_line(args.pv_name, new, fmt, mode))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The synchronous client: see client.py."""

@@ -1,0 +1,1 @@
+"""Threaded client faces: ``client`` (caproto's API) and ``pyepics_compat``."""
