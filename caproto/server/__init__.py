@@ -2,6 +2,8 @@
 from .typing import AsyncLibraryLayer                       # noqa: F401
 from .names import ResolvedName, resolve, set_filter_parser  # noqa: F401
 from .common import Context, CircuitHandler, Subscription   # noqa: F401
+from .filters import parse_filter as _parse_filter
+set_filter_parser(_parse_filter)          # PV.{"ts":{}}, PV.[1:5], ... (filters.py)
 # -- the IOC API (pvproperty.py, group.py, args.py, records/) --
 from .pvproperty import *                                   # noqa: F401,F403
 from .group import (PVGroup, SubGroup, pvfunction,          # noqa: F401

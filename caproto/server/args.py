@@ -89,6 +89,9 @@ def template_arg_parser(*, desc, default_prefix, argv=None, macros=None,
                              "EPICS_CAS_INTF_ADDR_LIST, else all)")
     parser.add_argument("--macro", action="append", type=_macro_pair, default=[],
                         metavar="KEY=VALUE", help="set a PV-name macro (repeatable)")
+    parser.add_argument("--acf", default=None, metavar="FILE",
+                        help="access security file (epics-base ACF format), "
+                             "reloaded when it changes")
     for name, default in macros.items():
         parser.add_argument(f"--{name}", type=str, default=default,
                             help="macro substitution" + (
@@ -104,6 +107,8 @@ def template_arg_parser(*, desc, default_prefix, argv=None, macros=None,
         run_options = {"module_name": f"caproto.{args.async_lib}.server",
                        "log_pv_names": args.list_pvs,
                        "interfaces": args.interfaces}
+        if args.acf is not None:
+            run_options["acf"] = args.acf
         return ioc_options, run_options
 
     return parser, split_args
@@ -119,8 +124,28 @@ def ioc_arg_parser(*, desc, default_prefix, argv=None, macros=None,
 
 
 def run(pvdb, *, module_name="caproto.asyncio.server", interfaces=None,
-        log_pv_names=False, startup_hook=None):
-    """Serve `pvdb` with the layer in `module_name` until interrupted."""
+        log_pv_names=False, startup_hook=None, acf=None):
+    """Serve `pvdb` with the layer in `module_name` until interrupted.
+
+    Autosaved PVs are restored first; `acf` (a file) turns access security on.
+    """
+    from .autosave import restore_before_serving
+    restore_before_serving(pvdb)
+    if acf is not None:
+        from .access import AccessSecurity
+        security = AccessSecurity.from_file(acf).apply_to(pvdb)
+        startup_hook = _with_hook(startup_hook, security.watch())
     module = importlib.import_module(module_name)
     return module.run(pvdb, interfaces=interfaces, log_pv_names=log_pv_names,
                       startup_hook=startup_hook)
+
+
+def _with_hook(first, second):
+    """One startup hook running `first` (may be None) and `second` together."""
+    if first is None:
+        return second
+
+    async def both(async_lib):
+        from .pvproperty import run_concurrently
+        await run_concurrently(async_lib, [first(async_lib), second(async_lib)])
+    return both

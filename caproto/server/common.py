@@ -24,17 +24,18 @@ is a per-subscription dict, None for reads and flags) and optionally
 """
 import collections
 import logging
+import weakref
 
 from .. import _dbr
 from .._broadcaster import Broadcaster
 from .._buffer import payload_limit
 from .._commands import (
-    AccessRightsResponse, ClearChannelRequest, ClientNameRequest,
+    AccessRightsResponse, ClearChannelRequest, ClearChannelResponse, ClientNameRequest,
     CreateChanRequest, CreateChanResponse, EchoRequest, EchoResponse, ErrorResponse, EventAddRequest, EventAddResponse,
     EventCancelRequest, EventsOffRequest, EventsOnRequest, HostNameRequest,
     MessageHeader, NotFoundResponse, ReadNotifyRequest, ReadRequest,
     RsrvIsUpResponse, SearchRequest, SearchResponse, VersionRequest,
-    VersionResponse, WriteNotifyRequest, WriteRequest,
+    VersionResponse, WriteNotifyRequest, WriteRequest, bytelen,
 )
 from .._constants import (DEFAULT_PROTOCOL_VERSION, DO_REPLY,
                           SEARCH_MAX_DATAGRAM_BYTES, SERVER)
@@ -59,11 +60,22 @@ EVENT_QUEUE_BYTES = 1 << 20        # pending updates before each sub keeps only 
 PENDING_PER_SUBSCRIPTION = 8
 BEACON_START = 0.02                # first beacon interval; doubles up to the period
 _UNKNOWN_CID = 0xFFFFFFFF
-_READ, _WRITE = _dbr.AccessRights.READ, _dbr.AccessRights.WRITE
+_READ, _WRITE = int(_dbr.AccessRights.READ), int(_dbr.AccessRights.WRITE)
+# Every AccessRights value by its int: IntFlag arithmetic and construction
+# cost microseconds, and rights are computed for every channel created.
+_RIGHTS = {int(rights): _dbr.AccessRights(rights) for rights in range(4)}
 _ANY_EVENT = 0xF                   # DBE_VALUE | DBE_LOG | DBE_ALARM | DBE_PROPERTY
 
 log = logging.getLogger("caproto.ctx")
 circuit_log = logging.getLogger("caproto.circ")
+_contexts = weakref.WeakSet()      # every Context made, for contexts_serving
+
+
+def contexts_serving(data):
+    """The live Contexts whose pvdb holds ChannelData `data` (stats.py counts
+    their clients and channels)."""
+    return [context for context in list(_contexts)
+            if any(item is data for item in context.pvdb.values())]
 
 
 class DroppedCircuit(Exception):
@@ -94,14 +106,20 @@ class Subscription:
 
 class _ChannelEntry:
     """What a connected channel serves: its data, filter and access rights."""
-    __slots__ = ("channel", "data", "channel_filter", "rights", "subs",
-                 "read_cache")
+    __slots__ = ("channel", "data", "channel_filter", "rights", "allowed",
+                 "subs", "read_cache")
 
     def __init__(self, channel, data, channel_filter, rights):
         self.channel, self.data = channel, data
-        self.channel_filter, self.rights = channel_filter, rights
+        self.channel_filter = channel_filter
+        self.set_rights(rights)
         self.subs = {}
         self.read_cache = {}       # (data_type, count) -> (state, response)
+
+    def set_rights(self, rights):
+        """`rights` (AccessRights) and ``allowed``, the same as a plain int
+        for the checks every request makes."""
+        self.rights, self.allowed = rights, int(rights)
 
 
 class _EventQueue:
@@ -151,6 +169,7 @@ def _derive(template, **fields):
 _HEADER_FIELDS = {}
 _RIGHTS_TEMPLATE = AccessRightsResponse(0, 0)
 _CREATED_TEMPLATE = CreateChanResponse(0, 1, 0, 0)
+_CLEARED_TEMPLATE = ClearChannelResponse(0, 0)
 
 
 def _cacheable(data, data_type):
@@ -304,7 +323,7 @@ class CircuitHandler:
                                 commands, exc)
             return
         self._outbox.extend(buffers)
-        self._outbox_bytes += sum(memoryview(b).nbytes for b in buffers)
+        self._outbox_bytes += bytelen(buffers)
 
     def _error(self, command, status, message, cid=None):
         if cid is None:
@@ -387,18 +406,18 @@ class CircuitHandler:
         """The channel's own rights (``check_access``), ANDed with those of an
         access-security file attached as ``data.access_security`` (access.py)."""
         host, user = self.client_hostname, self.client_username
-        rights = data.check_access(host, user)
+        rights = int(data.check_access(host, user))
         security = getattr(data, "access_security", None)
         if security is not None:
-            rights &= security.rights_for(data, host, user, self.context)
-        return _dbr.AccessRights(rights)
+            rights &= int(security.rights_for(data, host, user, self.context))
+        return _RIGHTS.get(rights) or _dbr.AccessRights(rights)
 
     async def refresh_access_rights(self):
         """Re-check every channel's rights; send AccessRights where they changed."""
         for entry in self._entries.values():
             rights = self._rights(entry.data)
             if rights != entry.rights:
-                entry.rights = rights
+                entry.set_rights(rights)
                 self._send(entry.channel.access_rights_response(rights))
         if self._outbox:
             await self.wakeup.set()
@@ -475,7 +494,8 @@ class CircuitHandler:
         entry = self._entries.pop(command.sid, None)
         if entry is not None:
             await self._drop_subscriptions(entry)
-        self._send(self.circuit.channels_sid[command.sid].clear())
+        channel = self.circuit.channels_sid[command.sid]
+        self._send(_derive(_CLEARED_TEMPLATE, sid=channel.sid, cid=channel.cid))
 
     def _check_request(self, command, right, denied):
         """The channel entry and data type, or None after answering an error."""
@@ -489,7 +509,7 @@ class CircuitHandler:
             self._error(command, CAStatus.ECA_BADTYPE,
                         f"DBR type {command.header.data_type} does not exist")
             return None, None
-        if not entry.rights & right:
+        if not entry.allowed & right:
             self._error(command, denied,
                         f"{self.client_username}@{self.client_hostname} may "
                         f"not access {entry.channel.name!r}")
@@ -567,7 +587,7 @@ class CircuitHandler:
         status, message = None, None
         if entry is None:
             status, message = CAStatus.ECA_BADCHID, f"sid {command.sid} unknown"
-        elif not entry.rights & _WRITE:
+        elif not entry.allowed & _WRITE:
             status = CAStatus.ECA_NOWTACCESS
             message = f"{entry.channel.name!r} is not writable by this client"
         else:
@@ -649,6 +669,7 @@ class Context:
 
     def __init__(self, pvdb, interfaces=None):
         self.pvdb = pvdb
+        _contexts.add(self)
         if interfaces is None:
             interfaces = get_server_address_list()
         elif isinstance(interfaces, str):

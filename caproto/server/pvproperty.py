@@ -82,11 +82,17 @@ class PVSpec(collections.namedtuple(
             kwargs["max_length"] = self.max_length
         if self.read_only is not None:
             kwargs["read_only"] = self.read_only
+        # asg/asl (access.py) and autosave (autosave.py) mark the data itself.
+        marks = {key: kwargs.pop(key) for key in ("asg", "asl", "autosave")
+                 if key in kwargs}
         try:
-            return cls(pvname=pvname, group=group, pvspec=self, attr_name=attr_name,
+            data = cls(pvname=pvname, group=group, pvspec=self, attr_name=attr_name,
                        value=value, alarm=alarm, **kwargs)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"pvproperty {attr_name!r} ({pvname}): {exc}") from None
+        for key, mark in marks.items():
+            setattr(data, key, mark)
+        return data
 
 
 ScanSpec = collections.namedtuple(
