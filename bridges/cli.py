@@ -1,7 +1,6 @@
 """``caproto-bridge CONFIG.yaml``: check, list or serve a bridge configuration.
 
-Exit codes: 0 ok, 1 hardware missing, 2 config errors (one line each on stderr),
-3 serving not available.
+Exit codes: 0 ok, 1 hardware missing, 2 config errors (one line each on stderr).
 """
 import argparse
 import logging
@@ -117,15 +116,55 @@ def check_hardware(config, args):
 def serve(config, args):
     """Run the IOC: one runner per device, their PVs served over Channel Access,
     until SIGINT/SIGTERM; then close every device. Returns the exit code."""
-    raise NotImplementedError(
-        "serving PVs is not wired up yet (bridges.mapping and the CA server are pending); "
-        "use --check or --list-pvs")
+    import signal
+
+    from bridges.mapping import build_ioc
+    from caproto.server import run
+
+    autosave = None
+    if config.ioc.autosave is not None:
+        from bridges.autosave import AutosaveStore
+        autosave = AutosaveStore(config.ioc.autosave.file, period=config.ioc.autosave.period)
+    ioc = build_ioc(config, sim=args.sim, autosave=autosave)
+
+    # SIGTERM takes the same path as Ctrl-C. A KeyboardInterrupt raised at an
+    # arbitrary bytecode can land in a finalizer and be printed (and lost);
+    # asyncio.run (3.11+) installs a SIGINT handler that cancels the server
+    # task instead, so SIGTERM calls whatever handles SIGINT at that moment.
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started with it ignored
+
+    def stop(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    log = logging.getLogger("bridges")
+    log.info("serving %d PVs from %s%s with %s", len(ioc.pvdb), config.source,
+             " (simulated devices)" if args.sim else "", config.ioc.async_lib)
+    try:
+        run(ioc.pvdb, module_name="caproto.%s.server" % config.ioc.async_lib,
+            interfaces=list(config.ioc.interfaces) or None, log_pv_names=args.verbose > 0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for runner in ioc.runners:
+            runner.close()
+        if autosave is not None:
+            autosave.flush()
+        log.info("stopped; devices closed")
+    return 0
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # A refused put is logged once, by the bridge (device, PV and reason);
+        # the server's per-circuit echo of it is for -v.
+        logging.getLogger("caproto.circ").setLevel(logging.WARNING)
     try:
         config = load(args)
     except InvalidConfig as exc:
@@ -143,11 +182,7 @@ def main(argv=None):
         for line in problems:
             print(line, file=sys.stderr)
         return 1
-    try:
-        return serve(config, args)
-    except NotImplementedError as exc:
-        print("%s: %s" % (PROG, exc), file=sys.stderr)
-        return 3
+    return serve(config, args)
 
 
 if __name__ == "__main__":

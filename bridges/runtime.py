@@ -27,7 +27,6 @@ import threading
 import time
 from collections import deque
 
-from bridges.schema import HEALTH_PVS
 from bridges.values import ReadValueError, WriteRejected, check_write, coerce_read, limit_alarm
 from devices.errors import DeviceDisconnected, DeviceError, DeviceTimeout
 
@@ -344,6 +343,7 @@ class DeviceRunner:
         self._writes = deque()
         self._wake = threading.Condition()
         self._stop = False
+        self._closed = False
         self._thread = None
         self._executor = None
         self._stuck = None            # the future of a call that overran its timeout
@@ -381,6 +381,9 @@ class DeviceRunner:
     def close(self, timeout=5.0):
         """Stop polling, fail queued writes, close the hardware. Idempotent."""
         with self._wake:
+            if self._closed:
+                return
+            self._closed = True
             self._stop = True
             self._wake.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
