@@ -18,8 +18,9 @@ import logging
 import time
 
 from .._dbr import SubscriptionType
-from .._errors import CaprotoError, ErrorResponseReceived
+from .._errors import ErrorResponseReceived
 from ..client import core as _core
+from ..client.faces import ContextDisconnectedError, PVConnectionState
 
 __all__ = ("Context", "SharedBroadcaster", "PV", "Subscription",
            "ContextDisconnectedError")
@@ -27,10 +28,6 @@ __all__ = ("Context", "SharedBroadcaster", "PV", "Subscription",
 logger = logging.getLogger("caproto.asyncio.client")
 #: Events kept for an ``async for`` consumer that falls behind.
 ITERATOR_QUEUE = 1000
-
-
-class ContextDisconnectedError(CaprotoError):
-    """The Context was disconnected; its PVs cannot be used any more."""
 
 
 def _call(func, *args):
@@ -261,7 +258,7 @@ class Context:
         await self.disconnect()
 
 
-class PV:
+class PV(PVConnectionState):
     """One channel; every operation is a coroutine."""
 
     def __init__(self, name, priority, context, timeout=None):
@@ -280,30 +277,6 @@ class PV:
     @property
     def _engine(self):
         return self.context.broadcaster
-
-    @property
-    def connected(self):
-        return self._entry is not None and self._entry.connected
-
-    @property
-    def channel(self):
-        return None if self._entry is None else self._entry.channel
-
-    @property
-    def access_rights(self):
-        return None if self._entry is None else self._entry.access_rights
-
-    @property
-    def native_data_type(self):
-        return None if self._entry is None else self._entry.native_data_type
-
-    @property
-    def native_data_count(self):
-        return None if self._entry is None else self._entry.native_data_count
-
-    @property
-    def server_address(self):
-        return None if self._entry is None else self._entry.server
 
     def _timeout(self, timeout):
         if timeout is not None:

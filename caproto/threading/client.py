@@ -26,8 +26,9 @@ import threading
 import time
 
 from ..client import core as _core
+from ..client.faces import ContextDisconnectedError, PVConnectionState
 from .._dbr import SubscriptionType
-from .._errors import (CaprotoError, CaprotoTimeoutError, CaprotoValueError,
+from .._errors import (CaprotoValueError,
                        ErrorResponseReceived)
 
 __all__ = ("Context", "SharedBroadcaster", "PV", "Subscription",
@@ -54,10 +55,6 @@ def default_timeout():
     except ValueError:
         raise CaprotoValueError(
             f"CAPROTO_DEFAULT_TIMEOUT={text!r} is not a number of seconds") from None
-
-
-class ContextDisconnectedError(CaprotoError):
-    """The Context was disconnected; its PVs cannot be used any more."""
 
 
 class CallbackHandler:
@@ -545,7 +542,7 @@ class Context:
         self.disconnect()
 
 
-class PV:
+class PV(PVConnectionState):
     """One channel.  Reads and writes block (``wait=True``) or call back."""
 
     def __init__(self, name, priority, context, timeout=None):
@@ -572,31 +569,6 @@ class PV:
         if timeout is not None:
             return timeout
         return self.timeout if self.timeout is not None else self.context.timeout
-
-    @property
-    def connected(self):
-        return self._entry is not None and self._entry.connected
-
-    @property
-    def channel(self):
-        """The current ClientChannel (None while disconnected)."""
-        return None if self._entry is None else self._entry.channel
-
-    @property
-    def access_rights(self):
-        return None if self._entry is None else self._entry.access_rights
-
-    @property
-    def native_data_type(self):
-        return None if self._entry is None else self._entry.native_data_type
-
-    @property
-    def native_data_count(self):
-        return None if self._entry is None else self._entry.native_data_count
-
-    @property
-    def server_address(self):
-        return None if self._entry is None else self._entry.server
 
     def _core_event(self, effect):
         """Called on the network thread for connection and rights changes."""
