@@ -187,7 +187,7 @@ def _monitor(chid, n_updates, use_time=False, use_ctrl=False, during=None):
 
 
 def client_c_camonitor():
-    from epics import ca, dbr
+    from epics import dbr
     chids = _connect(["TST:counter", "TST:ao"])
     counter_values, _ = _monitor(chids["TST:counter"], 6, use_time=True)
 

@@ -16,7 +16,7 @@ from caproto._errors import CaprotoConversionError
 from tests.peers import SoftIoc
 
 epics = pytest.importorskip("epics")
-from epics import ca, dbr  # noqa: E402
+from epics import ca  # noqa: E402
 
 pytestmark = pytest.mark.network
 

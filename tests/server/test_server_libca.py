@@ -291,7 +291,7 @@ emit({{'connected': connected, 'ok': sum(v == i for i, v in enumerate(values))}}
 def test_many_channels_and_clients(layer):
     n = 1000
     pvdb = {f"N:{i:04d}": ca.ChannelInteger(value=i) for i in range(n)}
-    with ServerThread(layer, pvdb) as context:
+    with ServerThread(layer, pvdb):
         clients = [ClientProcess(MANY.format(n=n)) for _ in range(3)]
         try:
             results = [client.expect(timeout=60) for client in clients]
