@@ -90,6 +90,27 @@ def ca_repeater():
     repeater.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_libca_context():
+    """Give each test module its own libca (pyepics) context.
+
+    Modules restart softIocs on the same 127.0.0.1:EPICS_CA_SERVER_PORT, and
+    pyepics caches one libca channel per PV name for the whole process.  When
+    a module's IOC is killed, libca parks that channel in its disconnect
+    governor, which re-searches only every 10 s -- longer than pyepics'
+    default 5 s connection timeout -- so a later module's epics.caget() of
+    the same name would time out against a perfectly good new IOC.  A new
+    context has no channels, so its first search goes out at once.  The old
+    context is detached, not destroyed: PV objects from earlier modules stay
+    valid (clearing their channels could crash libca).
+    """
+    ca = getattr(sys.modules.get("epics"), "ca", None)
+    if ca is not None and ca.libca not in (None, ca._LIBCA_FINALIZED):
+        ca.detach_context()
+        ca.create_context()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment():
     """libca (pyepics) writes EPICS_CA_MAX_ARRAY_BYTES into os.environ when it
