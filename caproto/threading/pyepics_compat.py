@@ -308,9 +308,14 @@ class PV:
             items = [int(i) for i in items]
             end = items.index(0) if 0 in items else len(items)
             return "".join(chr(i) for i in items[:end]).rstrip()
-        if count > 1:
-            length = len(value) if hasattr(value, "__len__") else 1
+        length = len(value) if hasattr(value, "__len__") else 1
+        nelm = self._caproto_pv.native_data_count or 1
+        if count > 1 or length > 1 or nelm > 1:   # pyepics: a waveform is an array
             return f"<array size={length}, type={self.type}>"
+        if hasattr(value, "__len__"):       # a scalar served as a one-element array
+            if not length:
+                return ""
+            value = value[0]
         if ftype in (ChannelType.FLOAT, ChannelType.DOUBLE):
             precision = self._args["precision"]
             if precision is None:

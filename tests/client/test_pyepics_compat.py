@@ -212,3 +212,22 @@ def test_get_pv_is_cached_and_connection_callback_fires(ioc):
     other = compat.PV("cl:bo", connection_callback=lambda **kw: events.append(kw))
     assert wait_until(lambda: any(e["conn"] for e in events))
     assert events[-1]["pvname"] == "cl:bo" and events[-1]["pv"] is other
+
+
+def test_monitored_waveform_char_value_matches_pyepics(ioc, caplog):
+    """Monitor updates of an array must refresh char_value without errors."""
+    ours = compat.PV("cl:wf", auto_monitor=True)
+    updates = []
+    ours.add_callback(lambda **kw: updates.append(kw["char_value"]))
+    assert ours.wait_for_connection(10)
+    for value in ([4.0, 5.0], [7.0]):        # a one-element update too
+        updates.clear()
+        epics.caput("cl:wf", value, wait=True, connection_timeout=10)
+        deadline = time.monotonic() + 10
+        while not updates and time.monotonic() < deadline:
+            time.sleep(0.05)
+    theirs = epics.PV("cl:wf", auto_monitor=False)
+    assert theirs.wait_for_connection(10)
+    assert ours.char_value == theirs.get(as_string=True, use_monitor=False)
+    assert updates and updates[-1] == ours.char_value
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
