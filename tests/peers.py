@@ -111,15 +111,20 @@ def _fresh_libca_context():
     yield
 
 
-@pytest.fixture(autouse=True)
-def _restore_environment():
-    """libca (pyepics) writes EPICS_CA_MAX_ARRAY_BYTES into os.environ when it
-    starts; tests that change the environment must not leak into the next."""
+def _environment_restored():
     saved = dict(os.environ)
     yield
     if os.environ != saved:
         os.environ.clear()
         os.environ.update(saved)
+
+
+# libca (pyepics) writes EPICS_CA_MAX_ARRAY_BYTES into os.environ when it
+# starts, and tests change the environment: nothing may leak into the next
+# test, nor (for changes made while a module's fixtures start) the next module.
+_restore_environment = pytest.fixture(autouse=True)(_environment_restored)
+_restore_module_environment = pytest.fixture(scope="module", autouse=True)(
+    _environment_restored)
 
 
 @pytest.fixture

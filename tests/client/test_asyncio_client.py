@@ -9,16 +9,6 @@ from caproto.asyncio.client import Context
 pytestmark = pytest.mark.network
 
 
-@pytest.fixture(scope="module", autouse=True)
-def keep_environment():
-    """pyepics writes EPICS_CA_MAX_ARRAY_BYTES into os.environ when libca
-    starts; undo that after this module so later tests see the session's."""
-    import os
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
 DB = """
 record(ai, "AIO:ai") { field(VAL, "1.25") field(EGU, "V") field(PREC, "2") field(PINI, "YES") }
 record(ao, "AIO:ao") { field(VAL, "0") field(PINI, "YES") }

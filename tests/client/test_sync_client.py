@@ -1,5 +1,4 @@
 """caproto.sync.client against a real epics-base softIoc, checked with pyepics."""
-import time
 
 import pytest
 
@@ -9,16 +8,6 @@ from caproto.sync.client import (Subscription, block, read, read_write_read,
 
 pytestmark = pytest.mark.network
 
-
-@pytest.fixture(scope="module", autouse=True)
-def keep_environment():
-    """pyepics writes EPICS_CA_MAX_ARRAY_BYTES into os.environ when libca
-    starts; undo that after this module so later tests see the session's."""
-    import os
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 DB = """
 record(ai, "SYNC:ai") {

@@ -16,17 +16,6 @@ from tests.commandline import STATIC_DB, run_epics, run_tool
 pytestmark = pytest.mark.network
 
 
-@pytest.fixture(scope="module", autouse=True)
-def keep_environment():
-    """pyepics writes EPICS_CA_MAX_ARRAY_BYTES into os.environ when libca
-    starts; undo that after this module so later tests see the session's."""
-    import os
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 @pytest.fixture(scope="module")
 def ioc():
     import tempfile
