@@ -20,11 +20,14 @@ Invariants:
 import math
 import weakref
 
-from ._dbr import AlarmSeverity, AlarmStatus, ChannelType, DBR_TYPES, SubscriptionType
+from ._dbr import (AlarmSeverity, AlarmStatus, ChannelType, DBR_TYPES, SubscriptionType,
+                   event_flags)
 from ._errors import CaprotoValueError
 
 __all__ = ("ChannelAlarm", "coerce_enum", "exceeds_deadband", "limit_alarm",
            "validate_alarm_fields")
+
+_NO_EVENTS = SubscriptionType(0)
 
 
 def coerce_enum(enum_cls, value, what):
@@ -137,7 +140,7 @@ class ChannelAlarm:
             self._severity_to_acknowledge = self._severity
         after = (self._status, self._severity, self._alarm_string,
                  self._must_acknowledge_transient, self._severity_to_acknowledge)
-        return SubscriptionType.DBE_ALARM if after != before else SubscriptionType(0)
+        return SubscriptionType.DBE_ALARM if after != before else _NO_EVENTS
 
     async def write(self, *, status=None, severity=None,
                     must_acknowledge_transient=None, severity_to_acknowledge=None,
@@ -150,7 +153,7 @@ class ChannelAlarm:
         """
         fired = self._apply(status, severity, must_acknowledge_transient,
                             severity_to_acknowledge, alarm_string)
-        flags = SubscriptionType(flags) | fired
+        flags = event_flags(int(flags) | int(fired))
         if publish and flags:
             for channel in list(self._channels):
                 if channel is not caller:
@@ -163,7 +166,7 @@ class ChannelAlarm:
         if severity >= self._severity_to_acknowledge:
             return await self.write(severity_to_acknowledge=AlarmSeverity.NO_ALARM,
                                     caller=caller)
-        return SubscriptionType(0)
+        return _NO_EVENTS
 
 
 # Tried in this order, as the ai record's checkAlarms does.

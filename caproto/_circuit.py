@@ -13,7 +13,6 @@ Invariants:
 - Ids handed out by ``new_*`` are unique among the live ones and wrap at
   2**32.  No I/O, no clocks, no threads.
 """
-import collections
 import os
 
 from . import _dbr
@@ -39,7 +38,6 @@ __all__ = ("VirtualCircuit", "ClientChannel", "ServerChannel",
 
 MAX_PRIORITY = 99                  # CA_PROTO_PRIORITY_MAX
 _ID_SPACE = MAX_ID + 1
-_REMEMBERED_RECEIVED = 4096        # commands process_command() recognises
 _OTHER = {CLIENT: SERVER, SERVER: CLIENT}
 # Requests whose answer is matched by ioid, and the answer's class.
 _IOID_ANSWERS = {ReadRequest: ReadResponse,
@@ -102,7 +100,6 @@ class VirtualCircuit:
         self._echoes_pending = 0
         self._counters = {"cid": 0, "ioid": 0, "subscriptionid": 0}
         self._buffer = ReceiveBuffer(self.their_role, max_payload_size)
-        self._received = collections.OrderedDict()   # id(cmd) -> cmd
 
     def __repr__(self):
         return (f"<VirtualCircuit {self.our_role} address={self.address} "
@@ -153,10 +150,9 @@ class VirtualCircuit:
                 # command is None when the bytes themselves were bad: then
                 # the stream is out of sync for good (see _buffer.py).
                 exc.command, exc.commands = command, commands
-                self._remember(commands)
                 raise
+            command._processed_by = self     # see process_command
             commands.append(command)
-        self._remember(commands)
         needed = self._buffer.bytes_needed if len(self._buffer) else 0
         return commands, needed
 
@@ -166,7 +162,7 @@ class VirtualCircuit:
         Commands returned by ``recv`` were already processed; for them this
         is a no-op.
         """
-        if self._received.get(id(command)) is command:
+        if getattr(command, "_processed_by", None) is self:
             return
         self._process(self.their_role, command)
 
@@ -208,12 +204,6 @@ class VirtualCircuit:
         return self._ioids.get(ioid)
 
     # -- processing ------------------------------------------------------
-
-    def _remember(self, commands):
-        for command in commands:
-            self._received[id(command)] = command
-        while len(self._received) > _REMEMBERED_RECEIVED:
-            self._received.popitem(last=False)
 
     def _process(self, sender, command):
         error = LocalProtocolError if sender is self.our_role else RemoteProtocolError

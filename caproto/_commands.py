@@ -11,6 +11,7 @@ Invariants:
   LocalProtocolError.  DBR payload bytes are the business of _dbr.py.
 """
 import ipaddress
+import operator
 import struct
 
 from . import _dbr
@@ -52,8 +53,14 @@ def padded_size(nbytes):
 
 
 def bytelen(buffers):
-    """Total length of a sequence of bytes-like objects."""
-    return sum(memoryview(b).nbytes for b in buffers)
+    """Total length in bytes of a sequence of bytes-like objects.
+
+    A plain loop with a fast case for ``bytes``: this runs for every command
+    sent, and len() of a non-bytes buffer (an array) counts elements."""
+    total = 0
+    for buffer in buffers:
+        total += len(buffer) if type(buffer) is bytes else memoryview(buffer).nbytes
+    return total
 
 
 # -- attribute kinds: header int <-> what users see -------------------------
@@ -92,7 +99,7 @@ def _type_from_int(value):
 
 
 def _type_to_int(data_type):
-    return int(_dbr.ChannelType(data_type))
+    return int(_dbr.channel_type(data_type))
 
 
 _ENCODE_KIND = {"int": lambda v: v, "type": _type_to_int, "ip": _ip_to_int,
@@ -116,6 +123,10 @@ def _encode_fields(message, fields):
 
 
 def _header_property(field, kind):
+    """A read-only attribute decoded from a header field.  Plain integers use a
+    C-level attrgetter: these run several times for every command handled."""
+    if kind == "int":
+        return property(operator.attrgetter("header." + field))
     decode = _DECODE_KIND[kind]
     return property(lambda self: decode(getattr(self.header, field)))
 
@@ -484,7 +495,7 @@ class _DataMessage(Message):
     def _set_data(self, data, metadata, data_type, data_count, **fields):
         name = type(self).__name__
         try:
-            data_type = _dbr.ChannelType(data_type)
+            data_type = _dbr.channel_type(data_type)
             buffers, nbytes, count = _dbr.encode_payload(data_type, data,
                                                          metadata)
         except (TypeError, ValueError, KeyError, OverflowError,

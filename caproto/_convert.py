@@ -40,7 +40,7 @@ import re
 
 from . import _backend
 from ._constants import MAX_ENUM_STRING_SIZE, MAX_STRING_SIZE, MAX_UNITS_SIZE
-from ._dbr import DBR_TYPES, ChannelType, native_type, native_types
+from ._dbr import DBR_TYPES, ChannelType, channel_type, native_type, native_types
 from ._errors import CaprotoConversionError, CaprotoValueError
 
 __all__ = ("convert_values", "TO_WIRE", "FROM_WIRE", "format_double",
@@ -330,7 +330,7 @@ def build_metadata(data_type, values, *, string_encoding="latin-1"):
     secondsSinceEpoch/nanoSeconds, units, precision, the *_limit fields,
     enum_strings, ackt, acks.  Returns None for plain types.
     """
-    cls = DBR_TYPES[ChannelType(data_type)]
+    cls = DBR_TYPES[channel_type(data_type)]
     if cls is None:
         return None
     md = cls()

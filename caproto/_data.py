@@ -28,7 +28,7 @@ from ._constants import (MAX_ENUM_STATES, MAX_ENUM_STRING_SIZE, MAX_STRING_SIZE,
 from ._convert import (TO_WIRE, build_metadata, char_array_to_string, convert_values,
                        string_to_char_array, truncate_string)
 from ._dbr import (AccessRights, AlarmSeverity, ChannelType, SubscriptionType,
-                   native_type, timestamp_to_epics)
+                   channel_type, event_flags, native_type, timestamp_to_epics)
 from ._errors import (CannotExceedLimits, CaprotoConversionError, CaprotoError,
                       CaprotoTypeError, CaprotoValueError, ChannelReadError,
                       ChannelWriteError)
@@ -41,6 +41,9 @@ __all__ = (
 
 _DBE = SubscriptionType
 _VALUE_AND_LOG = _DBE.DBE_VALUE | _DBE.DBE_LOG
+_NO_EVENTS = _DBE(0)    # bits are ORed as ints, made flags once (IntFlag `|` is slow)
+_SCALAR_TYPES = frozenset({float, int, bool, str, bytes, bytearray})
+_READ_WRITE = AccessRights.READ | AccessRights.WRITE
 _ALARM_FIELDS = ("status", "severity", "alarm_string", "must_acknowledge_transient",
                  "severity_to_acknowledge")
 _LIMIT_FIELDS = ("upper_disp_limit", "lower_disp_limit", "upper_alarm_limit",
@@ -72,7 +75,7 @@ the ``sub`` objects registered for those specs on this queue."""
 
 def _is_sequence(value):
     """Arrays are anything sized except text and 0-d numpy arrays."""
-    if isinstance(value, (str, bytes, bytearray)):
+    if type(value) in _SCALAR_TYPES or isinstance(value, (str, bytes, bytearray)):
         return False
     return hasattr(value, "__len__") and getattr(value, "ndim", 1) != 0
 
@@ -206,7 +209,7 @@ class ChannelData:
         filled as epics-base fills it (``build_metadata`` casts the limits to
         the requested type); strings in `values` are encoded bytes.
         """
-        data_type = ChannelType(data_type)
+        data_type = channel_type(data_type)
         alarm = self.alarm
         fields = dict(self._metadata, status=alarm.status, severity=alarm.severity,
                       timestamp=self._timestamp,
@@ -239,7 +242,7 @@ class ChannelData:
             try:
                 verified = await self.verify_value(value)
             except SkipWrite:
-                return _DBE(0)
+                return _NO_EVENTS
             if verified is not None and verified is not value:
                 value = self.preprocess_value(verified)
         if update_fields:
@@ -247,14 +250,15 @@ class ChannelData:
         timestamp = metadata.pop("timestamp", None)
         alarm_fields = validate_alarm_fields(
             {key: metadata.pop(key) for key in _ALARM_FIELDS if key in metadata})
-        flags = _DBE(flags) | self._apply_metadata(metadata)
-        flags |= self._value_flags(self._value, value)
+        bits = (int(flags) | int(self._apply_metadata(metadata))
+                | int(self._value_flags(self._value, value)))
         self._value = value
         self._timestamp = time.time() if timestamp is None else float(timestamp)
         if not alarm_fields:
             alarm_fields = self._limit_alarm(value)
         if alarm_fields:
-            flags |= await self.alarm.write(**alarm_fields, caller=self)
+            bits |= int(await self.alarm.write(**alarm_fields, caller=self))
+        flags = event_flags(bits)
         await self.publish(flags)
         return flags
 
@@ -268,7 +272,7 @@ class ChannelData:
         to the native type, then goes through ``write``.  The metadata of
         STS/TIME writes is ignored, as epics-base ignores it.
         """
-        data_type = ChannelType(data_type)
+        data_type = channel_type(data_type)
         if data_type in (ChannelType.PUT_ACKT, ChannelType.PUT_ACKS):
             ack = int(data[0] if _is_sequence(data) else data)
             if data_type == ChannelType.PUT_ACKT:
@@ -291,7 +295,8 @@ class ChannelData:
         if timestamp is not None:
             self._timestamp = float(timestamp)
         if alarm_fields:
-            flags |= await self.alarm.write(**alarm_fields, publish=publish, caller=self)
+            flags = event_flags(int(flags) | int(await self.alarm.write(
+                **alarm_fields, publish=publish, caller=self)))
         if publish:
             await self.publish(flags)
         return flags
@@ -299,7 +304,7 @@ class ChannelData:
     def _apply_metadata(self, metadata):
         """Validate then store metadata; all-or-nothing.  Returns DBE_PROPERTY or 0."""
         if not metadata:                  # every plain write comes through here
-            return _DBE(0)
+            return _NO_EVENTS
         known = self._property_fields + self._config_fields
         unknown = sorted(set(metadata) - set(known))
         if unknown:
@@ -309,7 +314,7 @@ class ChannelData:
         changed = any(self._metadata.get(key) != value for key, value in checked.items()
                       if key in self._property_fields)
         self._metadata.update(checked)
-        return _DBE.DBE_PROPERTY if changed else _DBE(0)
+        return _DBE.DBE_PROPERTY if changed else _NO_EVENTS
 
     def _check_metadata(self, key, value):
         """Validate one metadata field; subclasses handle their own fields."""
@@ -322,7 +327,7 @@ class ChannelData:
         """
         if _is_sequence(new) or _is_sequence(old):
             return _VALUE_AND_LOG
-        return _VALUE_AND_LOG if old != new else _DBE(0)
+        return _VALUE_AND_LOG if old != new else _NO_EVENTS
 
     def _limit_alarm(self, value):
         """Alarm fields computed from the value; none for plain channels."""
@@ -336,10 +341,10 @@ class ChannelData:
         A type the value cannot be converted to raises (CaprotoConversionError)
         and registers nothing.
         """
-        metadata, values = await self.read(ChannelType(sub_spec.data_type))
+        metadata, values = await self.read(channel_type(sub_spec.data_type))
         self._queues.setdefault(queue, {}).setdefault(sub_spec, {})[sub] = None
         await queue.put(SubscriptionUpdate((sub_spec,), metadata, values,
-                                           _DBE(sub_spec.mask), (sub,)))
+                                           event_flags(sub_spec.mask), (sub,)))
 
     async def unsubscribe(self, queue, sub_spec, sub=None):
         """Forget `sub` (or every subscription under `sub_spec` when sub is None)."""
@@ -360,15 +365,16 @@ class ChannelData:
         A data type the new value cannot be converted to is skipped (as an
         IOC sends no event it cannot convert); the others still go out.
         """
-        flags = _DBE(flags)
-        if not flags:
+        bits = int(flags)
+        if not bits:
             return
+        flags = event_flags(bits)
         reads = {}
         for queue, specs in list(self._queues.items()):
             by_type = {}
             for spec in specs:
-                if spec.mask & flags:
-                    by_type.setdefault(ChannelType(spec.data_type), []).append(spec)
+                if spec.mask & bits:
+                    by_type.setdefault(channel_type(spec.data_type), []).append(spec)
             for data_type, matched in by_type.items():
                 if data_type not in reads:
                     try:
@@ -388,7 +394,7 @@ class ChannelData:
         """Access rights of a client; read_only channels refuse writes.  Override to restrict."""
         if self.read_only:
             return AccessRights.READ
-        return AccessRights.READ | AccessRights.WRITE
+        return _READ_WRITE
 
     async def auth_read(self, hostname, username, data_type, *, user_address=None):
         if not self.check_access(hostname, username) & AccessRights.READ:
@@ -516,13 +522,13 @@ class ChannelNumeric(ChannelData):
     def _value_flags(self, old, new):
         if _is_sequence(new):
             return _VALUE_AND_LOG
-        flags = _DBE(0)
+        bits = 0
         for bit, deadband in ((_DBE.DBE_VALUE, self._metadata["value_atol"]),
                               (_DBE.DBE_LOG, self._metadata["log_atol"])):
             if exceeds_deadband(self._last_posted[bit], new, deadband):
                 self._last_posted[bit] = new
-                flags |= bit
-        return flags
+                bits |= int(bit)
+        return event_flags(bits)
 
     def _limit_alarm(self, value):
         if _is_sequence(value):
@@ -689,7 +695,7 @@ class _LongString:
         return super()._read_values(native)
 
     async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
-        native = native_type(ChannelType(data_type))
+        native = native_type(channel_type(data_type))
         if native == ChannelType.CHAR:
             text = char_array_to_string(data, self.string_encoding)
             return await self.write(text, flags=flags)

@@ -31,7 +31,7 @@ __all__ = (
     "AccessRights", "native_types", "native_type", "promote_type",
     "field_types", "DBR_TYPES", "EpicsTimeStamp", "timestamp_to_epics",
     "epics_timestamp_to_unix", "dbr_metadata_size", "dbr_value_size",
-    "encode_payload", "decode_payload",
+    "encode_payload", "decode_payload", "channel_type", "event_flags",
 )
 
 
@@ -131,6 +131,28 @@ class AccessRights(enum.IntFlag):
     NO_ACCESS = 0
     READ = 1
     WRITE = 2
+
+
+# Members by value.  Calling an enum class costs microseconds and the server
+# does it for every request, so hot paths look members up here instead.
+_CHANNEL_TYPES = {int(t): t for t in ChannelType}
+_EVENT_FLAGS = {bits: SubscriptionType(bits) for bits in range(16)}
+
+
+def channel_type(value):
+    """``ChannelType(value)``, as a dict lookup when `value` names a type."""
+    try:
+        return _CHANNEL_TYPES[value]
+    except (KeyError, TypeError):
+        return ChannelType(value)         # raises ValueError naming a bad type
+
+
+def event_flags(bits):
+    """``SubscriptionType(bits)``, as a dict lookup for the four DBE bits."""
+    try:
+        return _EVENT_FLAGS[bits]
+    except (KeyError, TypeError):
+        return SubscriptionType(bits)
 
 
 _CT = ChannelType
@@ -331,7 +353,7 @@ _VALUE_SIZE = {_CT.STRING: MAX_STRING_SIZE, _CT.INT: 2, _CT.FLOAT: 4, _CT.ENUM: 
 
 def dbr_metadata_size(data_type):
     """Bytes of metadata before the value (the value's offset)."""
-    return _METADATA_SIZE[ChannelType(data_type)]
+    return _METADATA_SIZE[channel_type(data_type)]
 
 
 def dbr_value_size(data_type):
@@ -391,7 +413,7 @@ def encode_payload(data_type, data, metadata=None):
     size); None gives zeroed metadata.  Plain types take no metadata.  A
     numpy array of another dtype is cast with numpy's C-cast semantics.
     """
-    data_type = ChannelType(data_type)
+    data_type = channel_type(data_type)
     md_size = _METADATA_SIZE[data_type]
     buffers = []
     if md_size:
@@ -423,7 +445,7 @@ def decode_payload(data_type, data_count, payload):
     is accepted there; every other short payload is the peer's error.
     """
     try:
-        data_type = ChannelType(data_type)
+        data_type = channel_type(data_type)
     except ValueError:
         raise RemoteProtocolError(f"unknown DBR type {data_type!r}") from None
     payload = memoryview(payload)

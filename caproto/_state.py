@@ -113,6 +113,8 @@ COMMAND_SENDER = {}
 for _role, _states in CIRCUIT_TRANSITIONS.items():
     for _table in _states.values():
         for _command in _table:
+            # Disjoint roles: CircuitState.check relies on it.
+            assert COMMAND_SENDER.get(_command, _role) is _role, _command
             COMMAND_SENDER[_command] = _role
 del _role, _states, _table, _command
 
@@ -145,7 +147,14 @@ class CircuitState:
             self.states[CLIENT], self.states[SERVER])
 
     def check(self, sender, command_type):
-        """Return the sender's next state, or raise StateRefused."""
+        """Return the sender's next state, or raise StateRefused.
+
+        A command is in a role's table only if that role sends it (the
+        tables are disjoint), so the table lookup alone decides; the checks
+        after it only explain a refusal."""
+        next_state = CIRCUIT_TRANSITIONS[sender][self.states[sender]].get(command_type)
+        if next_state is not None:
+            return next_state
         allowed_sender = COMMAND_SENDER.get(command_type)
         if allowed_sender is None:
             raise StateRefused("{} does not travel on a virtual circuit"
@@ -153,20 +162,20 @@ class CircuitState:
         if allowed_sender is not sender:
             raise StateRefused("{} is sent only by the {}, not the {}".format(
                 command_type.__name__, allowed_sender, sender))
-        state = self.states[sender]
-        next_state = CIRCUIT_TRANSITIONS[sender][state].get(command_type)
-        if next_state is None:
-            raise StateRefused("{} may not send {} while its circuit state is "
-                               "{}".format(sender, command_type.__name__, state))
-        return next_state
+        raise StateRefused("{} may not send {} while its circuit state is "
+                           "{}".format(sender, command_type.__name__,
+                                       self.states[sender]))
 
     def advance(self, sender, next_state):
-        self.states[sender] = next_state
+        states = self.states
+        if states[sender] is next_state:
+            return            # a self-loop: the rule below already holds
+        states[sender] = next_state
         # State-triggered rule: the handshake completes when both versions
         # have been exchanged, whatever order they crossed in.
-        if (self.states[CLIENT] is AWAIT_VERSION_RESPONSE
-                and self.states[SERVER] is CONNECTED):
-            self.states[CLIENT] = CONNECTED
+        if (states[CLIENT] is AWAIT_VERSION_RESPONSE
+                and states[SERVER] is CONNECTED):
+            states[CLIENT] = CONNECTED
 
     def disconnect(self):
         self.states[CLIENT] = self.states[SERVER] = DISCONNECTED
@@ -232,9 +241,16 @@ class ChannelState:
     ``states[SERVER]`` give each side's name for it, as caproto does.
     """
 
+    __slots__ = ("state",)
+
     def __init__(self):
         self.state = SEND_CREATE_CHAN_REQUEST
-        self.states = _ChannelStateView(self)
+
+    @property
+    def states(self):
+        """Each side's name for the state (made on demand: one per channel
+        would be one more object per channel for the cyclic GC to track)."""
+        return _ChannelStateView(self)
 
     def __getitem__(self, role):
         return self.states[role]

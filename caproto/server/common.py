@@ -61,8 +61,7 @@ PENDING_PER_SUBSCRIPTION = 8
 BEACON_START = 0.02                # first beacon interval; doubles up to the period
 _UNKNOWN_CID = 0xFFFFFFFF
 _READ, _WRITE = int(_dbr.AccessRights.READ), int(_dbr.AccessRights.WRITE)
-# Every AccessRights value by its int: IntFlag arithmetic and construction
-# cost microseconds, and rights are computed for every channel created.
+# AccessRights by int: enum construction costs microseconds per channel created.
 _RIGHTS = {int(rights): _dbr.AccessRights(rights) for rights in range(4)}
 _ANY_EVENT = 0xF                   # DBE_VALUE | DBE_LOG | DBE_ALARM | DBE_PROPERTY
 
@@ -117,8 +116,7 @@ class _ChannelEntry:
         self.read_cache = {}       # (data_type, count) -> (state, response)
 
     def set_rights(self, rights):
-        """`rights` (AccessRights) and ``allowed``, the same as a plain int
-        for the checks every request makes."""
+        """`rights` (AccessRights), and as an int for every request's check."""
         self.rights, self.allowed = rights, int(rights)
 
 
