@@ -162,6 +162,14 @@ class GPIOBoard:
     def close(self):
         devices, self._devices = self._devices, {}
         for device in devices.values():
+            # gpiozero's DistanceSensor.close() drops its trigger pin before its
+            # base class stops the background reading thread, which can then
+            # die with a traceback: stop that thread first (a second stop by
+            # gpiozero is harmless).
+            queue = getattr(device, "_queue", None)
+            if queue is not None:
+                with contextlib.suppress(Exception):
+                    queue.stop()
             with contextlib.suppress(Exception):
                 device.close()
         if self.simulator is not None:
