@@ -1,8 +1,9 @@
 """What the client faces (threading, asyncio) share above the core.
 
-A face's PV keeps ``_entry``, the core's record of its channel (None until
-the PV is first connected); everything a user asks about the connection is
-read from it here, once, so the faces cannot drift apart.
+A face's PV has ``name``, ``priority``, ``timeout``, ``context`` and
+``_entry``, the core's record of its channel (None until the PV is first
+connected); everything a user asks about the connection is read from it
+here, once, so the faces cannot drift apart.
 """
 from .._errors import CaprotoError
 
@@ -17,6 +18,20 @@ class PVConnectionState:
     """Mixin: connection facts of a face's PV, from its core channel entry."""
 
     _entry = None
+
+    def __repr__(self):
+        state = "connected" if self.connected else "disconnected"
+        return f"<PV name={self.name!r} priority={self.priority} {state}>"
+
+    @property
+    def _engine(self):
+        return self.context.broadcaster
+
+    def _timeout(self, timeout):
+        """`timeout`, else the PV's own, else its context's."""
+        if timeout is not None:
+            return timeout
+        return self.timeout if self.timeout is not None else self.context.timeout
 
     @property
     def connected(self):

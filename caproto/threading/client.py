@@ -557,19 +557,6 @@ class PV(PVConnectionState):
         self._connected = threading.Event()
         self._lock = threading.Lock()
 
-    def __repr__(self):
-        state = "connected" if self.connected else "disconnected"
-        return f"<PV name={self.name!r} priority={self.priority} {state}>"
-
-    @property
-    def _engine(self):
-        return self.context.broadcaster
-
-    def _timeout(self, timeout):
-        if timeout is not None:
-            return timeout
-        return self.timeout if self.timeout is not None else self.context.timeout
-
     def _core_event(self, effect):
         """Called on the network thread for connection and rights changes."""
         kind = type(effect)
