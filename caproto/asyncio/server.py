@@ -94,12 +94,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                                                            reply_socket)
 
     def datagram_received(self, data, address):
-        for datagram, destination in self.context.handle_datagram(
-                data, address, self.interface):
-            try:
-                self.reply_socket.sendto(datagram, destination)
-            except OSError as exc:
-                log.debug("search reply to %s failed: %s", destination, exc)
+        sockets.answer_datagram(self.context, self.reply_socket, data, address,
+                                self.interface)
 
 
 class Context(common.Context):
@@ -153,8 +149,7 @@ class Context(common.Context):
                 log.info(self.pv_names_text())
             self._spawn(self._beacons(beacon_socket), "beacons")
             async_lib = AsyncioAsyncLayer()
-            hooks = [startup_hook] if startup_hook is not None else []
-            for hook in hooks + self.hooks("server_startup") + self.hooks("server_scan"):
+            for hook in sockets.start_hooks(self, startup_hook):
                 self._spawn(hook(async_lib), f"hook {hook!r}")
             await self._stopping.wait()
         finally:

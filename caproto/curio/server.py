@@ -97,8 +97,7 @@ class Context(common.Context):
                 log.info(self.pv_names_text())
             tasks.append(await curio.spawn(self._beacons(beacon_socket), daemon=True))
             async_lib = CurioAsyncLayer()
-            hooks = [startup_hook] if startup_hook is not None else []
-            for hook in hooks + self.hooks("server_startup") + self.hooks("server_scan"):
+            for hook in sockets.start_hooks(self, startup_hook):
                 tasks.append(await curio.spawn(self._guard(hook(async_lib), hook),
                                                daemon=True))
             await self._stopping.wait()
@@ -125,12 +124,7 @@ class Context(common.Context):
         wrapped = curio.io.Socket(sock)
         while True:
             data, address = await wrapped.recvfrom(65536)
-            for datagram, destination in self.handle_datagram(data, address,
-                                                              interface):
-                try:
-                    reply_socket.sendto(datagram, destination)
-                except OSError as exc:
-                    log.debug("search reply to %s failed: %s", destination, exc)
+            sockets.answer_datagram(self, reply_socket, data, address, interface)
 
     async def _beacons(self, sock):
         for interval in self.beacon_intervals():

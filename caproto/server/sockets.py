@@ -12,7 +12,8 @@ import socket
 from .._netifaces import broadcast_address_of
 
 __all__ = ("bind_udp_sockets", "bind_tcp_sockets", "make_beacon_socket",
-           "send_beacons", "configure_client_socket", "coalesce", "CLIENT_RCVBUF")
+           "send_beacons", "answer_datagram", "start_hooks", "configure_client_socket",
+           "coalesce", "CLIENT_RCVBUF")
 
 log = logging.getLogger("caproto.ctx")
 
@@ -106,6 +107,23 @@ def send_beacons(context, sock):
                 sock.sendto(datagram, address)
             except OSError as exc:
                 log.debug("beacon to %s failed: %s", address, exc)
+
+
+def answer_datagram(context, reply_socket, data, address, interface):
+    """Send the context's answers to one received datagram; a reply that
+    cannot be sent (the searcher went away) is not an error of ours."""
+    for datagram, destination in context.handle_datagram(data, address, interface):
+        try:
+            reply_socket.sendto(datagram, destination)
+        except OSError as exc:
+            log.debug("search reply to %s failed: %s", destination, exc)
+
+
+def start_hooks(context, startup_hook=None):
+    """What a layer starts as tasks once serving: the caller's hook, then
+    every PV's startup and scan hooks (each called with the async layer)."""
+    hooks = [startup_hook] if startup_hook is not None else []
+    return hooks + context.hooks("server_startup") + context.hooks("server_scan")
 
 
 def configure_client_socket(sock):

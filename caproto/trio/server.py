@@ -118,9 +118,7 @@ class Context(common.Context):
                     log.info(self.pv_names_text())
                 nursery.start_soon(self._beacons, beacon_socket)
                 async_lib = TrioAsyncLayer()
-                hooks = [startup_hook] if startup_hook is not None else []
-                for hook in (hooks + self.hooks("server_startup")
-                             + self.hooks("server_scan")):
+                for hook in sockets.start_hooks(self, startup_hook):
                     nursery.start_soon(self._guard, functools.partial(hook, async_lib))
                 await self._stopping.wait()
                 nursery.cancel_scope.cancel()
@@ -142,12 +140,7 @@ class Context(common.Context):
         wrapped = trio.socket.from_stdlib_socket(sock)
         while True:
             data, address = await wrapped.recvfrom(65536)
-            for datagram, destination in self.handle_datagram(data, address,
-                                                              interface):
-                try:
-                    reply_socket.sendto(datagram, destination)
-                except OSError as exc:
-                    log.debug("search reply to %s failed: %s", destination, exc)
+            sockets.answer_datagram(self, reply_socket, data, address, interface)
 
     async def _beacons(self, sock):
         for interval in self.beacon_intervals():
