@@ -6,6 +6,8 @@ Invariants:
   before any "PV.FIELD" interpretation.
 - ``PV.FIELD`` goes through ``pvdb[PV].get_field(FIELD)`` (the record layer
   provides it); ``PV.VAL`` is the PV itself when it has no VAL field.
+  epics-base's long-string form ``PV.FIELD$`` is handed over the same way,
+  ``$`` included: the record layer decides what it serves.
 - Channel-filter text (``PV.{json}``, ``PV.[a:b:c]``, ``PV.FIELD{json}``) is
   handed to the parser installed with ``set_filter_parser``; with none
   installed (or when it refuses), the name does not resolve.
@@ -82,7 +84,7 @@ def resolve(pvdb, name):
     if data is not None:
         return ResolvedName(data, name, None, None)
     record, field, filter_text = split_name(name)
-    if field and not field.isidentifier():
+    if field and not (field[:-1] if field.endswith("$") else field).isidentifier():
         return None
     data = pvdb.get(record)
     if data is None:
@@ -99,4 +101,9 @@ def resolve(pvdb, name):
             channel_filter = _filter_parser(filter_text, data)
         except ValueError:
             return None
+        # A filter that changes what is served (ts with num/str: the
+        # timestamp as the value) hands over the data that serves it.
+        served = getattr(channel_filter, "served_data", None)
+        if served is not None:
+            data = served
     return ResolvedName(data, record, field or None, channel_filter)

@@ -2,14 +2,17 @@
 
 ``make_record_fields(record_type, data)`` builds the RecordFields a
 PvpropertyData keeps as ``data.field_inst`` (its ``fields`` mapping is what
-``data.get_field(name)`` and so names.py resolve).  See fields.py for how
-fields and the record stay in step and record_types.py for the field sets.
+``data.get_field(name)`` and so names.py resolve, ``NAME$`` included).  See
+fields.py for how fields and the record stay in step, record_types.py for the
+field sets, state_alarms.py for bi/bo/mbbi/mbbo alarms and long_string.py for
+the ``FIELD$`` channels.
 """
 from .fields import FieldDef, MenuChannel, RecordFields, MENUS
+from .long_string import LongStringChannel
 from .record_types import RECORD_TYPES
 
-__all__ = ("RECORD_TYPES", "FieldDef", "MenuChannel", "RecordFields", "MENUS",
-           "get_record_class", "make_record_fields", "records")
+__all__ = ("RECORD_TYPES", "FieldDef", "LongStringChannel", "MenuChannel",
+           "RecordFields", "MENUS", "get_record_class", "make_record_fields", "records")
 
 records = RECORD_TYPES      # the name caproto code looks up
 

@@ -3,6 +3,8 @@
 Invariants:
 - A record's fields live in ``RecordFields.fields`` (FIELD name -> ChannelData);
   VAL is the record's own PvpropertyData and is not in the mapping.
+  ``fields.get('NAME$')`` finds the long-string channel of a string or link
+  field (or of a string VAL), made once on first use and never listed.
 - A field either stores its own value, or *mirrors* something of the record:
   metadata (EGU -> units, HOPR -> display limits, HIHI -> alarm limit, ...),
   the alarm (SEVR, STAT, ACKS, ACKT, AMSG), or the enum state strings
@@ -10,9 +12,10 @@ Invariants:
   first (a refused change refuses the write); a change made on the record
   side (``write_metadata``, alarms) is copied into the field when the record
   publishes, and the field publishes it to its own subscribers.
-- Fields epics-base marks pp(TRUE) (alarm limits and severities, drive
-  limits, CALC and its inputs) process the record after a write, so the
-  alarm is re-evaluated at once as in an IOC.
+- Fields epics-base marks pp(TRUE) (alarm limits and severities, state
+  severities, drive limits, CALC and its inputs) process the record after a
+  write, so the alarm is re-evaluated at once as in an IOC; during that
+  processing ``field_value(name)`` already gives the value being written.
 - Every field has the DBF type epics-base serves it with (checked against a
   softIoc in tests/server/test_records_libca.py).
 """
@@ -22,10 +25,13 @@ from ..._data import (ChannelByte, ChannelDouble, ChannelEnum, ChannelFloat,
                       ChannelInteger, ChannelShort, ChannelString)
 from ..._dbr import ChannelType, SubscriptionType
 from ..._errors import CaprotoValueError
+from .long_string import LongStringChannel
 
-__all__ = ("FieldDef", "RecordFields", "MenuChannel", "MENUS", "field_def")
+__all__ = ("FieldDef", "FieldMap", "RecordFields", "MenuChannel", "MENUS", "field_def")
 
 _DBE = SubscriptionType
+LINK_SIZE = 1024              # epics-base PVLINK_STRINGSZ: what a link's ``$`` serves
+LINK_LENGTH = LINK_SIZE - 1
 
 MENUS = {
     "scan": ("Passive", "Event", "I/O Intr", "10 second", "5 second", "2 second",
@@ -52,15 +58,18 @@ FieldDef = collections.namedtuple(
 FieldDef.__doc__ = """One field of a record type.
 
 ``kind``: the DBF type as served (STRING, SHORT, LONG, ULONG -> DOUBLE on
-the wire, DOUBLE, FLOAT, UCHAR, MENU); ``default``: a value or a callable
+the wire, DOUBLE, FLOAT, UCHAR, MENU, LINK -> STRING); ``default``: a value or a callable
 ``(record_data) -> value``; ``mirror``: what the field follows (a metadata
 key or tuple of keys, ``'alarm.<attr>'``, ``('enum', index)``, or None);
 ``process``: writing it processes the record; ``length``: most bytes of a
-STRING; ``friendly``: the attribute name on RecordFields."""
+STRING (the epics-base field size less its NUL; ``FIELD$`` serves
+length + 1 CHARs, a LINK's ``$`` 1024); ``friendly``: the attribute name on RecordFields."""
 
 
 def field_def(name, kind, default=None, *, read_only=False, mirror=None,
-              process=False, menu=None, length=39, friendly=None):
+              process=False, menu=None, length=None, friendly=None):
+    if length is None:
+        length = LINK_LENGTH if kind == "LINK" else 39
     return FieldDef(name, kind, default, read_only, mirror, process,
                     MENUS[menu] if isinstance(menu, str) else menu, length, friendly)
 
@@ -120,7 +129,31 @@ def _field_class(base):
 
 
 class _FieldString(_FieldMixin, ChannelString):
-    pass
+    long_string = None        # its LongStringChannel, once ``FIELD$`` was asked for
+
+    async def publish(self, flags):
+        await super().publish(flags)
+        if self.long_string is not None:
+            await self.long_string.follow()
+
+
+class FieldMap(dict):
+    """FIELD name -> ChannelData (``RecordFields.fields``).
+
+    ``get('DESC$')`` also finds the long-string channel of a string field
+    (names.py asks through ``data.get_field``); those are made on first use
+    and never listed, so iterating gives the record's fields only.
+    """
+
+    def __init__(self, record_fields):
+        super().__init__()
+        self.record_fields = record_fields
+
+    def get(self, name, default=None):
+        if isinstance(name, str) and name.endswith("$"):
+            found = self.record_fields.long_string(name[:-1])
+            return default if found is None else found
+        return super().get(name, default)
 
 
 _CLASSES = {
@@ -128,7 +161,9 @@ _CLASSES = {
     "LONG": _field_class(ChannelInteger), "ULONG": _field_class(ChannelDouble),
     "DOUBLE": _field_class(ChannelDouble), "FLOAT": _field_class(ChannelFloat),
     "UCHAR": _field_class(ChannelByte), "MENU": _field_class(MenuChannel),
+    "LINK": _FieldString,
 }
+_STRING_KINDS = ("STRING", "LINK")
 _NATIVE_KIND = {ChannelType.DOUBLE: "DOUBLE", ChannelType.FLOAT: "FLOAT",
                 ChannelType.LONG: "LONG", ChannelType.INT: "SHORT",
                 ChannelType.CHAR: "UCHAR", ChannelType.STRING: "STRING",
@@ -144,13 +179,16 @@ class RecordFields:
     field_defs = ()
     clamp_to_drive_limits = False
     min_states = 0
+    val_string_size = 0       # VAL's epics-base size when VAL is a string (VAL$)
 
     def __init__(self, data):
         self.data = data
         self._scan_written = False
-        self.fields = {}
+        self._long_strings = {}
+        self.fields = FieldMap(self)
         self._friendly = {}
         self._writing = set()
+        self._pending = {}
         for fd in self.field_defs:
             self.fields[fd.name] = self._make_field(fd)
             if fd.friendly:
@@ -186,7 +224,7 @@ class RecordFields:
                       reported_record_type=self.record_type)
         if fd.kind == "MENU":
             kwargs["choices"] = fd.menu
-        elif fd.kind == "STRING":
+        elif fd.kind in _STRING_KINDS:
             kwargs["long_string_max_length"] = fd.length + 1
             value = "" if value is None else _truncate(value, fd.length,
                                                        self.data.string_encoding)
@@ -209,8 +247,34 @@ class RecordFields:
             return str(value)
         return value
 
+    def long_string(self, name):
+        """The LongStringChannel serving ``NAME$`` (made once), or None when
+        NAME is not a string or link field (nor a string VAL)."""
+        view = self._long_strings.get(name)
+        if view is not None:
+            return view
+        if name == "VAL":
+            source, size = self.data, self.val_string_size
+            if not (size and isinstance(source, ChannelString)
+                    and source.max_length == 1):
+                return None
+        else:
+            fd = self._defs.get(name)
+            if fd is None or fd.kind not in _STRING_KINDS:
+                return None
+            source = self.fields[name]
+            size = LINK_SIZE if fd.kind == "LINK" else fd.length + 1
+        view = self._long_strings[name] = LongStringChannel(source, size)
+        if source is not self.data:
+            source.long_string = view
+        return view
+
     async def sync(self, flags):
-        """Copy what `flags` say changed on the record into the mirroring fields."""
+        """Copy what `flags` say changed on the record into the mirroring fields
+        (and a string VAL into ``VAL$``)."""
+        val_view = self._long_strings.get("VAL")
+        if val_view is not None and flags & (_DBE.DBE_VALUE | _DBE.DBE_LOG):
+            await val_view.follow()
         if not flags & (_DBE.DBE_PROPERTY | _DBE.DBE_ALARM):
             return
         for name, fd in self._defs.items():
@@ -241,6 +305,7 @@ class RecordFields:
         """A client (or IOC code) writes field `name`; returns the value to store."""
         fd = self._defs[name]
         self._writing.add(name)
+        self._pending[name] = value
         try:
             if fd.mirror is not None and self._live(fd):
                 await self._to_record(fd, value)
@@ -251,7 +316,15 @@ class RecordFields:
                 await self.reprocess()
         finally:
             self._writing.discard(name)
+            self._pending.pop(name, None)
         return value
+
+    def field_value(self, name):
+        """Field `name`'s value -- the one being written while its write
+        processes the record (the field stores it only afterwards)."""
+        if name in self._pending:
+            return self._pending[name]
+        return self.fields[name].value
 
     async def _to_record(self, fd, value):
         mirror, data = fd.mirror, self.data

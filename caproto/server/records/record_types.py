@@ -2,10 +2,14 @@
 
 Each record type is a RecordFields subclass whose ``field_defs`` list the
 fields with the DBF types epics-base serves (ULONG fields travel as DOUBLE,
-menus as ENUM, links as STRING).  Fields not listed here are not served.
+menus as ENUM, links as STRING; string and link fields also as ``FIELD$``).
+Fields not listed here are not served.  bi/bo/mbbi/mbbo compute their state
+alarms (state_alarms.py).
 """
+from ..._data import ChannelEnum
 from .calc import evaluate
 from .fields import RecordFields, field_def as F, native_kind, scan_choice
+from .state_alarms import StateAlarms, state_index
 
 __all__ = ("RECORD_TYPES",)
 
@@ -16,6 +20,13 @@ def _doc_line(data):
     """DESC from the pvproperty's doc: its first line, at most 40 bytes."""
     doc = (data.doc or "").strip().splitlines()
     return doc[0] if doc else ""
+
+
+def _initial_state(data):
+    """LALM to start with: the initial value's state (no COS alarm on a first
+    write of the value the record already has)."""
+    index = state_index(data) if isinstance(data, ChannelEnum) else None
+    return 0 if index is None else index
 
 
 def _ftvl(data):
@@ -29,17 +40,17 @@ COMMON = (
     F("NAME", "STRING", lambda data: data.pvname, read_only=True, length=60,
       friendly="record_name"),
     F("DESC", "STRING", _doc_line, length=40, friendly="description"),
-    F("ASG", "STRING", "", friendly="access_security_group"),
+    F("ASG", "STRING", "", length=28, friendly="access_security_group"),
     F("SCAN", "MENU", scan_choice, menu="scan", friendly="scan_rate"),
     F("PINI", "MENU", "NO", menu="pini", friendly="process_at_iocinit"),
     F("PHAS", "SHORT", 0, friendly="scan_phase"),
     F("EVNT", "STRING", "", friendly="event_name"),
     F("TSE", "SHORT", 0, friendly="time_stamp_event"),
-    F("TSEL", "STRING", "", friendly="time_stamp_link"),
+    F("TSEL", "LINK", "", friendly="time_stamp_link"),
     F("DTYP", "MENU", "Soft Channel", menu="dtyp", friendly="device_type"),
     F("DISV", "SHORT", 1, friendly="disable_value"),
     F("DISA", "SHORT", 0, friendly="disable"),
-    F("SDIS", "STRING", "", friendly="scanning_disable"),
+    F("SDIS", "LINK", "", friendly="scanning_disable"),
     F("PROC", "UCHAR", 0, friendly="process_record"),
     F("STAT", "MENU", read_only=True, mirror="alarm.status", menu="stat",
       friendly="alarm_status"),
@@ -64,7 +75,7 @@ COMMON = (
     F("UDFS", "MENU", "INVALID", menu="sevr", friendly="undefined_alarm_severity"),
     F("PRIO", "MENU", "LOW", menu="prio", friendly="scheduling_priority"),
     F("TPRO", "UCHAR", 0, friendly="trace_processing"),
-    F("FLNK", "STRING", "", friendly="forward_link"),
+    F("FLNK", "LINK", "", friendly="forward_link"),
     F("RTYP", "STRING", lambda data: data.pvspec.record, read_only=True,
       friendly="record_type"),
 )
@@ -118,8 +129,8 @@ def _analog(number, *, drive, precision=True):
 
 def _output(ivov_kind):
     return (
-        F("OUT", "STRING", "", friendly="output_specification"),
-        F("DOL", "STRING", "", friendly="desired_output_link"),
+        F("OUT", "LINK", "", friendly="output_specification"),
+        F("DOL", "LINK", "", friendly="desired_output_link"),
         F("OMSL", "MENU", "supervisory", menu="omsl", friendly="output_mode_select"),
         F("IVOA", "MENU", "Continue normally", menu="ivoa",
           friendly="invalid_output_action"),
@@ -128,7 +139,7 @@ def _output(ivov_kind):
     )
 
 
-_INPUT = (F("INP", "STRING", "", friendly="input_specification"),)
+_INPUT = (F("INP", "LINK", "", friendly="input_specification"),)
 _STATES = ("ZR", "ON", "TW", "TH", "FR", "FV", "SX", "SV", "EI", "NI", "TE",
            "EL", "TV", "TT", "FT", "FF")
 
@@ -137,11 +148,14 @@ def _binary():
     return (
         F("ZNAM", "STRING", mirror=("enum", 0), length=25, friendly="zero_name"),
         F("ONAM", "STRING", mirror=("enum", 1), length=25, friendly="one_name"),
-        F("ZSV", "MENU", "NO_ALARM", menu="sevr", friendly="zero_error_severity"),
-        F("OSV", "MENU", "NO_ALARM", menu="sevr", friendly="one_error_severity"),
-        F("COSV", "MENU", "NO_ALARM", menu="sevr", friendly="change_of_state_svr"),
+        F("ZSV", "MENU", "NO_ALARM", menu="sevr", process=True,
+          friendly="zero_error_severity"),
+        F("OSV", "MENU", "NO_ALARM", menu="sevr", process=True,
+          friendly="one_error_severity"),
+        F("COSV", "MENU", "NO_ALARM", menu="sevr", process=True,
+          friendly="change_of_state_svr"),
         F("RVAL", "ULONG", 0, friendly="raw_value"),
-        F("LALM", "LONG", 0, read_only=True, friendly="last_value_alarmed"),
+        F("LALM", "LONG", _initial_state, read_only=True, friendly="last_value_alarmed"),
         F("MLST", "LONG", 0, read_only=True, friendly="last_value_monitored"),
     )
 
@@ -155,15 +169,17 @@ def _multibit():
             for index, (state, name) in enumerate(zip(_STATES, names))]
     defs += [F(f"{state}VL", "ULONG", index, friendly=f"{name}_value")
              for index, (state, name) in enumerate(zip(_STATES, names))]
-    defs += [F(f"{state}SV", "MENU", "NO_ALARM", menu="sevr",
+    defs += [F(f"{state}SV", "MENU", "NO_ALARM", menu="sevr", process=True,
                friendly=f"{name}_severity")
              for state, name in zip(_STATES, names)]
     defs += [
-        F("UNSV", "MENU", "NO_ALARM", menu="sevr", friendly="unknown_state_severity"),
-        F("COSV", "MENU", "NO_ALARM", menu="sevr", friendly="change_of_state_svr"),
+        F("UNSV", "MENU", "NO_ALARM", menu="sevr", process=True,
+          friendly="unknown_state_severity"),
+        F("COSV", "MENU", "NO_ALARM", menu="sevr", process=True,
+          friendly="change_of_state_svr"),
         F("NOBT", "LONG", 0, friendly="number_of_bits"),
         F("RVAL", "ULONG", 0, friendly="raw_value"),
-        F("LALM", "LONG", 0, read_only=True, friendly="last_value_alarmed"),
+        F("LALM", "LONG", _initial_state, read_only=True, friendly="last_value_alarmed"),
         F("MLST", "LONG", 0, read_only=True, friendly="last_value_monitored"),
     ]
     return tuple(defs)
@@ -192,22 +208,31 @@ class AoFields(RecordFields):
     )
 
 
-class BiFields(RecordFields):
+class _BinaryFields(StateAlarms, RecordFields):
     min_states = 2
+    state_severity_fields = ("ZSV", "OSV")
+
+
+class _MultibitFields(StateAlarms, RecordFields):
+    state_severity_fields = tuple(f"{state}SV" for state in _STATES)
+    unknown_severity_field = "UNSV"
+    cos_sticks = True
+
+
+class BiFields(_BinaryFields):
     field_defs = COMMON + _binary() + _INPUT
 
 
-class BoFields(RecordFields):
-    min_states = 2
+class BoFields(_BinaryFields):
     field_defs = COMMON + _binary() + _output("LONG") + (
         F("HIGH", "DOUBLE", 0, friendly="seconds_to_hold_high"),)
 
 
-class MbbiFields(RecordFields):
+class MbbiFields(_MultibitFields):
     field_defs = COMMON + _multibit() + _INPUT
 
 
-class MbboFields(RecordFields):
+class MbboFields(_MultibitFields):
     field_defs = COMMON + _multibit() + _output("LONG")
 
 
@@ -222,10 +247,12 @@ class LongoutFields(RecordFields):
 
 
 class StringinFields(RecordFields):
+    val_string_size = 40
     field_defs = COMMON + _INPUT + _string_posting(("On Change", "Always"))
 
 
 class StringoutFields(RecordFields):
+    val_string_size = 40
     field_defs = COMMON + _output("STRING") + _string_posting(("On Change", "Always"))
 
 
@@ -259,8 +286,8 @@ class CalcFields(RecordFields):
     input or an alarm field is written (a bad CALC is refused)."""
 
     field_defs = COMMON + _analog("DOUBLE", drive=False) + (
-        F("CALC", "STRING", "0", length=79, friendly="calculation"),
-    ) + tuple(F(f"INP{name}", "STRING", "", friendly=f"input_{name.lower()}")
+        F("CALC", "STRING", "0", length=159, friendly="calculation"),
+    ) + tuple(F(f"INP{name}", "LINK", "", friendly=f"input_{name.lower()}")
               for name in _INPUTS) + tuple(
         F(name, "DOUBLE", 0, friendly=f"value_of_input_{name.lower()}")
         for name in _INPUTS)
