@@ -19,28 +19,38 @@ Invariants:
 - User names match exactly; host names case-insensitively (asLib lowercases).
 - Bad files raise ACFError naming the file, line and problem; ``reload``
   keeps the previous rules when the new text is bad.
-- Not supported (parsed, then reported once with a warning): INP links and
-  CALC conditions -- a rule with a CALC never grants anything, the safe
-  reading when its inputs are unavailable; TRAPWRITE is recorded on the rule
-  (``rule.trap_write``) but no put logging happens.
+- The rule that decides is found as asLib finds it: rules are taken in
+  file order and one counts only when it raises the access reached so far;
+  a write is *trapped* when the rule that granted WRITE says TRAPWRITE.
+  Trapped writes are logged at INFO on ``caproto.access`` (who, PV, old and
+  new value) and handed to the listeners of ``add_trapwrite_listener``.
+- Not supported (parsed, then reported once with a warning naming file,
+  line and ASG): INP links and CALC conditions -- a rule with a CALC never
+  grants anything, the safe reading when its inputs are unavailable.
 
 Wiring: ``security.apply_to(pvdb)`` marks every ChannelData (and its
 record fields) with ``access_security``; the server's circuits then AND
 ``rights_for(data, host, user)`` into the channel's own rights, re-send
 AccessRights when a client's host/user name changes, and ``await
 security.reload_and_refresh()`` (or the ``watch`` startup hook) re-sends them
-to every client after the file changed.
+to every client after the file changed.  For TRAPWRITE the server calls
+``begin_trapwrite(data, pvname, host, user, requested)`` before it applies
+a client's write and ``.finish(ok)`` on what that returned (None when the
+write is not trapped) once the write is done.
 """
+import copy
 import fnmatch
 import logging
 import os
 import re
+import reprlib
 import weakref
 from collections import namedtuple
 
 from .._dbr import AccessRights
 
-__all__ = ("ACFError", "AccessSecurity", "Rule", "read_acf")
+__all__ = ("ACFError", "AccessSecurity", "Rule", "TrapWrite", "begin_trapwrite",
+           "read_acf")
 
 log = logging.getLogger("caproto.access")
 
@@ -61,6 +71,14 @@ Rule = namedtuple("Rule", "level access trap_write uags hags calc line")
 Rule.__doc__ = """One RULE: level, access (AccessRights), trap_write, the UAG
 and HAG names it requires (empty: anyone), the CALC text (or None), and its
 line in the file."""
+
+TrapWrite = namedtuple("TrapWrite", "pvname user host old_value new_value requested "
+                                    "ok rule")
+TrapWrite.__doc__ = """One write through a TRAPWRITE rule, as listeners get it:
+the channel name the client used, who wrote (``user``@``host`` as the client
+announced them), the value before and after the write, what the client
+sent (``requested``), whether the write was applied (``ok``), and the Rule
+that granted it (``rule.line`` is its line in the ACF)."""
 
 
 # -- reading the file -------------------------------------------------------------
@@ -177,8 +195,8 @@ class _Parser:
                 elif re.fullmatch(r"INP[A-L]", keyword):
                     (link,) = self.names_in_parens(keyword)
                     self.inputs[(name, keyword)] = link
-                    self.unsupported.append(f"line {item[2]}: {keyword}({link}) in "
-                                            f"ASG({name})")
+                    self.unsupported.append((item[2], name, f"{keyword}({link})",
+                                             "its value is never read"))
                 else:
                     raise self.error(f"unknown {item[1]!r} inside ASG({name}); "
                                      f"expected RULE or INPA..INPL", item)
@@ -221,8 +239,8 @@ class _Parser:
                     (uags if keyword == "UAG" else hags).extend(names)
                 elif keyword == "CALC":
                     (calc,) = self.names_in_parens("CALC")
-                    self.unsupported.append(f"line {item[2]}: CALC({calc!r}) in "
-                                            f"ASG({asg}); this rule grants nothing")
+                    self.unsupported.append((item[2], asg, f"CALC({calc!r})",
+                                             "this rule grants nothing"))
                 else:
                     raise self.error(f"unknown {item[1]!r} inside RULE; expected UAG, "
                                      f"HAG or CALC", item)
@@ -232,7 +250,10 @@ class _Parser:
 
 
 def read_acf(text, filename="<string>"):
-    """Parse ACF `text` -> (uags, hags, asgs, unsupported); ACFError if bad."""
+    """Parse ACF `text` -> (uags, hags, asgs, unsupported); ACFError if bad.
+
+    `unsupported` lists ``(line, asg, what, consequence)`` for INP links and
+    CALC conditions, which this server parses but does not evaluate."""
     parser = _Parser(text, filename).parse()
     return parser.uags, parser.hags, parser.asgs, parser.unsupported
 
@@ -245,6 +266,7 @@ class AccessSecurity:
     def __init__(self, text="", filename="<string>"):
         self.filename = filename
         self._contexts = weakref.WeakSet()
+        self._trapwrite_listeners = []
         self._mtime = None
         self._load(text)
 
@@ -260,44 +282,100 @@ class AccessSecurity:
     def _load(self, text):
         uags, hags, asgs, unsupported = read_acf(text, self.filename)
         self.uags, self.hags, self.asgs = uags, hags, asgs
-        for item in unsupported:
-            log.warning("%s: %s: not supported by this server", self.filename, item)
+        for line, asg, what, consequence in unsupported:
+            log.warning("%s:%d: ASG(%s): %s is not supported by this server; %s",
+                        self.filename, line, asg, what, consequence)
 
     def __repr__(self):
         return f"<AccessSecurity {self.filename!r} ASGs={sorted(self.asgs)}>"
 
     def rights(self, asg, host, user, asl=0):
         """AccessRights a client `user`@`host` has on a channel of `asg` at level `asl`."""
+        return self._decide(asg, host, user, asl)[0]
+
+    def _decide(self, asg, host, user, asl):
+        """(access, the Rule that granted it or None), walking the rules as
+        asLib's asComputePvt does."""
         rules = self.asgs.get(asg)
         if rules is None:
             rules = self.asgs.get("DEFAULT", ())
         host = (host or "").lower()
-        best = AccessRights.NO_ACCESS
+        access, granted = AccessRights.NO_ACCESS, None
         for rule in rules:
-            if rule.level < asl or rule.calc is not None:
+            if access & _WRITE:
+                break
+            if int(rule.access) <= int(access) or rule.level < asl \
+                    or rule.calc is not None:
                 continue
             if rule.uags and not any(user in self.uags[name] for name in rule.uags):
                 continue
             if rule.hags and not any(host in self.hags[name] for name in rule.hags):
                 continue
-            best |= rule.access
-        return best
+            access, granted = rule.access, rule
+        return access, granted
 
-    def rights_for(self, data, host, user, context=None):
-        """Rights on ChannelData `data`: its ``asg`` (a record field: its
-        record's) and ``asl`` (default 0 for a PV, 1 for a record field, as
-        epics-base's VAL is ASL0 and other fields ASL1).
-
-        The server passes its `context`, remembered so ``refresh`` can re-send
-        rights to its clients."""
-        if context is not None:
-            self._contexts.add(context)
+    @staticmethod
+    def _group_and_level(data):
+        """A channel's ``asg`` (a record field: its record's) and ``asl``
+        (default 0 for a PV, 1 for a record field, as epics-base's VAL is
+        ASL0 and other fields ASL1)."""
         record = getattr(getattr(data, "record_fields", None), "data", None)
         asg = getattr(data, "asg", None) or getattr(record, "asg", None) or "DEFAULT"
         asl = getattr(data, "asl", None)
         if asl is None:
             asl = 0 if record is None else 1
+        return asg, asl
+
+    def rights_for(self, data, host, user, context=None):
+        """Rights on ChannelData `data` (see ``_group_and_level``).
+
+        The server passes its `context`, remembered so ``refresh`` can re-send
+        rights to its clients."""
+        if context is not None:
+            self._contexts.add(context)
+        asg, asl = self._group_and_level(data)
         return self.rights(asg, host, user, asl)
+
+    # -- TRAPWRITE ----------------------------------------------------------------
+
+    def trapwrite_rule(self, data, host, user):
+        """The TRAPWRITE Rule that lets `user`@`host` write `data`, or None
+        (no write access, or the granting rule does not trap)."""
+        asg, asl = self._group_and_level(data)
+        access, rule = self._decide(asg, host, user, asl)
+        if rule is not None and rule.trap_write and access & _WRITE:
+            return rule
+        return None
+
+    def add_trapwrite_listener(self, listener):
+        """Call ``listener(trap)`` (a TrapWrite) after every trapped write.
+
+        Listeners run on the server's event loop, after the write: they must
+        not block (hand slow work to a thread).  An exception in one is
+        logged and does not affect the write or the other listeners.
+        Returns `listener`, so this works as a decorator."""
+        self._trapwrite_listeners.append(listener)
+        return listener
+
+    def remove_trapwrite_listener(self, listener):
+        self._trapwrite_listeners.remove(listener)
+
+    def _trapwrite_done(self, trap):
+        if trap.ok:
+            log.info("TRAPWRITE %s@%s wrote %r: %s -> %s (rule at %s:%d)",
+                     trap.user, trap.host, trap.pvname, _short(trap.old_value),
+                     _short(trap.new_value), self.filename, trap.rule.line)
+        else:
+            log.info("TRAPWRITE %s@%s failed to write %r: %s requested, %s kept "
+                     "(rule at %s:%d)", trap.user, trap.host, trap.pvname,
+                     _short(trap.requested), _short(trap.new_value),
+                     self.filename, trap.rule.line)
+        for listener in list(self._trapwrite_listeners):
+            try:
+                listener(trap)
+            except Exception:
+                log.exception("TRAPWRITE listener %r failed on %r", listener,
+                              trap.pvname)
 
     # -- attaching and reloading ------------------------------------------------------
 
@@ -356,6 +434,56 @@ class AccessSecurity:
                              self.filename)
                     await self.reload_and_refresh()
         return watch_acf
+
+
+class _PendingTrapWrite:
+    """A trapped write the server is applying: the old value is kept until
+    ``finish`` reports the outcome (see ``begin_trapwrite``)."""
+
+    __slots__ = ("data", "host", "old_value", "pvname", "requested", "rule",
+                 "security", "user")
+
+    def __init__(self, security, rule, data, pvname, host, user, requested):
+        self.security, self.rule, self.data = security, rule, data
+        self.pvname, self.host, self.user = pvname, host, user
+        self.requested = _snapshot(requested)
+        self.old_value = _snapshot(getattr(data, "value", None))
+
+    def finish(self, ok=True):
+        """The write was applied (`ok`) or refused: log it, tell the listeners."""
+        trap = TrapWrite(self.pvname, self.user, self.host, self.old_value,
+                         _snapshot(getattr(self.data, "value", None)),
+                         self.requested, bool(ok), self.rule)
+        self.security._trapwrite_done(trap)
+        return trap
+
+
+def begin_trapwrite(data, pvname, host, user, requested=None):
+    """Called by the server just before it applies a client's write to `data`.
+
+    Returns None unless `data` is protected by an AccessSecurity whose rule
+    granting `user`@`host` WRITE says TRAPWRITE; otherwise an object whose
+    ``finish(ok)`` the server calls once the write is done (applied or not),
+    which logs the write and calls the listeners with a TrapWrite."""
+    security = getattr(data, "access_security", None)
+    if security is None:
+        return None
+    rule = security.trapwrite_rule(data, host, user)
+    if rule is None:
+        return None
+    return _PendingTrapWrite(security, rule, data, pvname, host, user, requested)
+
+
+def _snapshot(value):
+    """A copy of `value` that later writes cannot change (arrays are mutable)."""
+    return copy.copy(value)
+
+
+def _short(value):
+    """A one-line, bounded repr for the log (arrays can be huge)."""
+    if hasattr(value, "tolist"):            # numpy and array.array
+        value = value.tolist()
+    return reprlib.repr(value)
 
 
 def _mtime(path):

@@ -9,7 +9,7 @@ that text into a ``FilterChain``, the object names.py hands to the engine.
 
 Invariants:
 - Semantics are epics-base's (checked against a softIoc in
-  tests/server/test_filters.py): slice indices may be negative (counted from
+  tests/server/test_filters.py and test_ts_filter_options.py): slice indices may be negative (counted from
   the end), the end is inclusive and clipped, ``incr < 1`` means 1; the
   native count a sliced channel reports is the slice of ``max_length``
   (NELM) while a read slices the current value (NORD); channels of one
@@ -18,7 +18,9 @@ Invariants:
   (strictly) since the last one sent; ``rel`` is a percentage of the last
   value sent (epics-base quirk kept: negative values pass every change).
   ``ts`` stamps events and reads with the time the server sends them (and,
-  as epics-base does, pads arrays to their max_length).
+  as epics-base does, pads arrays to their max_length); with ``num``/``str``
+  it replaces the value by the time stamp (type and count change, so the
+  channel is served by a TimestampView; dbnd/sync still see the source).
   ``sync`` gates events (never reads) on a named state (``states``).
 - Filter text is refused with FilterError (a ValueError naming the text and
   the problem), so the channel does not resolve, as epics-base answers
@@ -28,23 +30,38 @@ Invariants:
 - Filter objects hold only their parameters; memory (dbnd's last value,
   sync's held event) lives in the ``state`` dict the engine keeps per
   subscription.  epics-base keeps it per channel, which differs only when
-  one client puts several subscriptions on one filtered channel.
+  one client puts several subscriptions on one filtered channel.  A
+  TimestampView (one per resolved channel) keeps only the relays its
+  subscriptions registered on the source, removed when they unsubscribe.
 
 JSON is read as epics-base 7.0 reads it: plain JSON plus unquoted keys and
-single-quoted strings (the JSON5 subset filter names use).  Not supported
-(refused by name): the 7.0.6+ ``ts`` options (``num``, ``str``, ``epics``).
-Reads pass dbnd and sync untouched, as in epics-base.
+single-quoted strings (the JSON5 subset filter names use).  The 7.0.7+ ``ts``
+options (``num``: dbl/sec/nsec/ts, ``epoch``: epics/unix, ``str``:
+epics/iso) serve the channel's time stamp as its value through a
+TimestampView (``FilterChain.served_data``), which the server's name
+resolution must use as the channel's data.  Reads pass dbnd and sync
+untouched, as in epics-base.
 """
 import json
 import math
 import re
 import time
 
-from .._dbr import ChannelType, SubscriptionType, timestamp_to_epics
+from .._constants import EPICS_EPOCH
+from .._convert import TO_WIRE, build_metadata, convert_values
+from .._data import SubscriptionUpdate
+from .._dbr import (
+    ChannelType,
+    SubscriptionType,
+    native_type,
+    promote_type,
+    timestamp_to_epics,
+)
 from .common import _fit_count
 
 __all__ = ("FilterError", "FilterChain", "parse_filter", "states",
-           "TimestampFilter", "DeadbandFilter", "ArrayFilter", "SyncFilter")
+           "TimestampFilter", "TimestampView", "DeadbandFilter", "ArrayFilter",
+           "SyncFilter")
 
 _DBE = SubscriptionType
 _VALUE_BITS = _DBE.DBE_VALUE | _DBE.DBE_LOG
@@ -120,24 +137,53 @@ def _number(value, text, what, integer=False):
     return number
 
 
+_TS_NUM = ("dbl", "sec", "nsec", "ts")
+_TS_EPOCH = ("epics", "unix")
+_TS_STR = ("epics", "iso")
+
+
 class TimestampFilter:
     """``{"ts":{}}``: the timestamp becomes the time the server reads the value.
 
     As in epics-base, an array is copied whole (NELM elements, zero-padded
     past the current length) to keep data and time coherent, so clients
     see ``max_length`` elements even when they ask for the dynamic count.
+
+    The epics-base 7.0.7+ options make the *value* the channel's timestamp
+    instead (``mode`` not None): ``{"num":"dbl"}`` seconds as a double,
+    ``"sec"``/``"nsec"`` the two parts, ``"ts"`` both as a 2-element array
+    (all DOUBLE over CA, as epics-base serves DBF_ULONG), ``"epoch":"unix"``
+    counting from 1970 instead of 1990; ``{"str":"epics"}`` /
+    ``{"str":"iso"}`` a local-time string (``str`` wins over ``num``).  The
+    channel is then served by a TimestampView (``FilterChain.served_data``).
     """
 
-    name, pre = "ts", True
+    name = "ts"
     max_length = 1              # the channel's; set by parse_filter
+    stamp = True                # False when a TimestampView stamps instead
+
+    def __init__(self, mode=None, epoch="epics"):
+        self.mode, self.epoch = mode, epoch
+        self.pre = mode is None          # epics-base: value modes run post-queue
 
     @classmethod
     def from_options(cls, options, text):
-        _options(options, text, cls.name, ())
-        return cls()
+        chosen = {}
+        for key, value in _options(options, text, cls.name, ("num", "epoch", "str")):
+            allowed = {"num": _TS_NUM, "epoch": _TS_EPOCH, "str": _TS_STR}[key]
+            if value not in allowed:
+                raise FilterError(f"{text!r}: ts {key!r} must be one of "
+                                  f"{list(allowed)}, not {value!r}")
+            chosen[key] = value
+        if "str" in chosen:
+            return cls("str-" + chosen["str"])
+        return cls(chosen.get("num"), chosen.get("epoch", "epics"))
 
     def apply(self, metadata, values, state, flags):
-        if metadata is not None and hasattr(type(metadata), "secondsSinceEpoch"):
+        if self.mode is not None:
+            return metadata, values           # the TimestampView made the value
+        if self.stamp and metadata is not None and \
+                hasattr(type(metadata), "secondsSinceEpoch"):
             metadata = _copy_metadata(metadata)
             metadata.secondsSinceEpoch, metadata.nanoSeconds = timestamp_to_epics(
                 time.time())
@@ -147,8 +193,139 @@ class TimestampFilter:
                                    ChannelType.STRING if text else ChannelType.DOUBLE)
         return metadata, values
 
+    def values(self, sec, nsec):
+        """The channel's value for an EPICS time stamp (sec, nsec), in the
+        view's native type: floats, or one str."""
+        if self.mode.startswith("str-"):
+            return [_format_stamp(sec, nsec, iso=self.mode == "str-iso")]
+        if self.epoch == "unix":
+            sec = (sec + EPICS_EPOCH) & 0xFFFFFFFF       # epicsUInt32, as the C
+        return {"dbl": [sec + nsec * 1e-9], "sec": [float(sec)],
+                "nsec": [float(nsec)], "ts": [float(sec), float(nsec)]}[self.mode]
+
     def __repr__(self):
-        return "ts"
+        if self.mode is None:
+            return "ts"
+        return f"ts({self.mode}" + (", unix)" if self.epoch == "unix" else ")")
+
+
+def _format_stamp(sec, nsec, iso):
+    """epicsTimeToStrftime with "%Y-%m-%d %H:%M:%S.%06f" (iso: 'T' and "%z"):
+    local time, microseconds rounded without carrying into the seconds."""
+    if sec == 0 and nsec == 0:
+        return "<undefined>"
+    local = time.localtime(sec + EPICS_EPOCH)
+    micro = min(nsec + 500, 999_999_999) // 1000
+    if iso:
+        return (time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{micro:06d}"
+                + time.strftime("%z", local))
+    return time.strftime("%Y-%m-%d %H:%M:%S", local) + f".{micro:06d}"
+
+
+class TimestampView:
+    """What a channel with a value-mode ``ts`` filter serves (epics-base's
+    filtered dbChannel): the source's time stamp as the value, native DOUBLE
+    (1 or 2 elements) or STRING; the source's alarm, time stamp, units and
+    limits as metadata (precision only for ``dbl``, as dbAccess gives it
+    only to floating-point fields).
+
+    Reads and subscriptions are the view's; everything else (writes,
+    access rights and security, fields, ``value``) is the source's, reached
+    through ``__getattr__``, so a put on the filtered name writes the record.
+    Subscriptions ride on the source's own: each (queue, spec) registers a
+    relay with the source, which re-reads the view when the source posts.
+    """
+
+    long_string_max_length = 0
+
+    def __init__(self, source, ts_filter, use_now=False):
+        self.source = source
+        self.ts_filter = ts_filter
+        self.use_now = use_now            # a plain {"ts":{}} came too: time = now
+        text = ts_filter.mode.startswith("str-")
+        self.data_type = ChannelType.STRING if text else ChannelType.DOUBLE
+        self.max_length = 2 if ts_filter.mode == "ts" else 1
+        self._relays = {}                 # (queue, spec) -> _Relay
+
+    def __getattr__(self, name):
+        if name == "source":              # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.source, name)
+
+    def __len__(self):
+        return self.max_length
+
+    def __repr__(self):
+        return f"<TimestampView {self.ts_filter!r} of {self.source!r}>"
+
+    async def read(self, data_type):
+        data_type = ChannelType(data_type)
+        source = self.source
+        if data_type in _SOURCE_TYPES:
+            return await source.read(data_type)
+        ctrl, _ = await source.read(promote_type(source.data_type, use_ctrl=True))
+        carried = {key: value for key, value in ctrl.to_dict().items()
+                   if key in _CARRIED}
+        if self.ts_filter.mode != "dbl":
+            carried["precision"] = 0
+        stamp = time.time() if self.use_now else source.timestamp
+        sec, nsec = timestamp_to_epics(stamp)
+        alarm = getattr(source, "alarm", None)
+        fields = dict(carried, status=ctrl.status, severity=ctrl.severity,
+                      secondsSinceEpoch=sec, nanoSeconds=nsec,
+                      ackt=int(getattr(alarm, "must_acknowledge_transient", 0)),
+                      acks=int(getattr(alarm, "severity_to_acknowledge", 0)))
+        encoding = getattr(source, "string_encoding", "latin-1")
+        values = convert_values(self.ts_filter.values(sec, nsec), self.data_type,
+                                native_type(data_type), string_encoding=encoding,
+                                precision=carried.get("precision", 0),
+                                direction=TO_WIRE)
+        return build_metadata(data_type, fields, string_encoding=encoding), values
+
+    async def subscribe(self, queue, sub_spec, sub):
+        relay = self._relays.get((queue, sub_spec))
+        if relay is None:
+            relay = self._relays[(queue, sub_spec)] = _Relay(self, queue, sub_spec)
+        relay.subs.add(sub)
+        await self.source.subscribe(relay, relay.source_spec, sub)
+
+    async def unsubscribe(self, queue, sub_spec, sub=None):
+        relay = self._relays.get((queue, sub_spec))
+        if relay is None:
+            return
+        await self.source.unsubscribe(relay, relay.source_spec, sub)
+        if sub is None:
+            relay.subs.clear()
+        else:
+            relay.subs.discard(sub)
+        if not relay.subs:
+            del self._relays[(queue, sub_spec)]
+
+
+_SOURCE_TYPES = (ChannelType.CLASS_NAME, ChannelType.PUT_ACKT, ChannelType.PUT_ACKS)
+_CARRIED = frozenset(("units", "precision", "upper_disp_limit", "lower_disp_limit",
+                      "upper_alarm_limit", "upper_warning_limit",
+                      "lower_warning_limit", "lower_alarm_limit",
+                      "upper_ctrl_limit", "lower_ctrl_limit"))
+
+
+class _Relay:
+    """Stands in for a server queue on the source: turns each update the
+    source posts into the view's value for one subscription spec."""
+
+    __slots__ = ("queue", "source_spec", "spec", "subs", "view")
+
+    def __init__(self, view, queue, spec):
+        self.view, self.queue, self.spec = view, queue, spec
+        # the source's own type always converts; the read itself is unused
+        self.source_spec = spec._replace(db_entry=view.source,
+                                         data_type=view.source.data_type)
+        self.subs = set()
+
+    async def put(self, update):
+        metadata, values = await self.view.read(self.spec.data_type)
+        await self.queue.put(SubscriptionUpdate((self.spec,), metadata, values,
+                                                update.flags, update.subs))
 
 
 def _exceeds(last, new, deadband):
@@ -405,11 +582,17 @@ class FilterChain:
     None (drop this event); `state` is the engine's per-subscription dict,
     None for a read (then the result is never None).  ``native_count(n)``
     is the element count CreateChanResponse reports for ``max_length`` n.
+    ``served_data`` is None, or the TimestampView that serves the channel
+    instead of the named ChannelData (a value-mode ``ts`` filter): the
+    server's name resolution uses it as the channel's data.
     """
 
+    served_data = None
+
     def __init__(self, filters, text=""):
-        # Pre-event-queue filters first, then the post ones (arr), each group
-        # in the order the name gave them: dbChannelOpen's two chains.
+        # Pre-event-queue filters first, then the post ones (arr, ts value
+        # modes), each group in the order the name gave them: dbChannelOpen's
+        # two chains.
         self.filters = tuple([f for f in filters if f.pre]
                              + [f for f in filters if not f.pre])
         self.text = text
@@ -491,4 +674,29 @@ def parse_filter(text, data=None):
             item.source = data if hasattr(data, "value") else None
         elif isinstance(item, TimestampFilter):
             item.max_length = getattr(data, "max_length", 1)
-    return FilterChain(filters, text)
+    chain = FilterChain(filters, text)
+    valued = [item for item in chain.filters
+              if isinstance(item, TimestampFilter) and item.mode is not None]
+    if valued and data is not None:
+        _serve_timestamp(chain, data, valued[-1])
+    return chain
+
+
+def _serve_timestamp(chain, data, last):
+    """Give `chain` a TimestampView of `data` for its last value-mode ts
+    filter: post filters before it act on a value it replaces (no-ops),
+    those after it on the view's 1 or 2 elements; a plain ``ts`` makes the
+    view use the time of the read instead of the channel's."""
+    generated = [item for item in chain.filters
+                 if isinstance(item, TimestampFilter) and item.mode is None]
+    view = TimestampView(data, last, use_now=bool(generated))
+    for item in generated:
+        item.stamp, item.max_length = False, view.max_length
+    after = False
+    for item in chain.filters:
+        if item is last:
+            after = True
+        elif isinstance(item, ArrayFilter):
+            item.active = after and view.max_length > 1
+    chain.served_data = view
+

@@ -77,7 +77,7 @@ def test_native_count_is_the_slice_of_max_length():
     ("[1:2:3:4]", "[start:incr:end]"),
     ('{"sync":{"m":"while","s":"no-such-state"}}', "does not exist"),
     ('{"sync":{"s":"x"}}', "needs a mode"),
-    ('{"ts":{"num":"dbl"}}', "no option 'num'"),
+    ('{"ts":{"time":"x"}}', "no option 'time'"),
     ("[2:4]junk", "unexpected 'junk'"),
     ('{"ts":', "not valid filter JSON"),
 ])
