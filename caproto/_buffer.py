@@ -118,6 +118,27 @@ class ReceiveBuffer:
                 return commands
             commands.append(command)
 
+    def pending_small(self):
+        """``(storage, start, end)``: the buffered bytes of small commands, for a
+        caller that parses a run of simple commands itself (see
+        VirtualCircuit.recv_create_requests), or None while a large payload
+        is arriving or the stream is broken.  Hand back what it used with
+        ``skip_to``."""
+        if self._large is not None or self._error is not None:
+            return None
+        return self._data, self._start, len(self._data)
+
+    def skip_to(self, offset, payload_bytes=0):
+        """Mark everything before `offset` (from ``pending_small``) consumed;
+        `payload_bytes` is what the caller copied out of it."""
+        if not self._start <= offset <= len(self._data):
+            raise LocalProtocolError(
+                f"skip_to({offset}) outside the pending bytes "
+                f"{self._start}..{len(self._data)}")
+        self.bytes_moved += payload_bytes
+        if offset != self._start:
+            self._consume(offset)
+
     def _raise_if_broken(self):
         if self._error is not None:
             raise RemoteProtocolError(

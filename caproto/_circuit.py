@@ -291,13 +291,8 @@ class VirtualCircuit:
             if channel is not None:
                 raise StateRefused(f"CreateChanRequest reuses cid={command.cid}"
                                    f" of the open channel {channel.name!r}")
-            channel = ServerChannel(command.name, self, command.cid)
-            # ServerChannel registered itself; undo if the table refuses.
-            try:
-                next_state = channel.states.check(CreateChanRequest)
-            except StateRefused:
-                del self.channels[command.cid]
-                raise
+            self._new_server_channel(command.name, command.cid)
+            return
         else:
             if channel is None:
                 raise StateRefused(
@@ -309,6 +304,17 @@ class VirtualCircuit:
                     f"{command.cid} belongs to {channel.name!r}")
             next_state = channel.states.check(CreateChanRequest)
         channel.states.advance(next_state)
+
+    def _new_server_channel(self, name, cid):
+        """The ServerChannel a client's CreateChanRequest opens (cid unused)."""
+        channel = ServerChannel(name, self, cid)
+        # ServerChannel registered itself; undo if the table refuses.
+        try:
+            channel.states.advance(channel.states.check(CreateChanRequest))
+        except StateRefused:
+            del self.channels[cid]
+            raise
+        return channel
 
     def _on_create_chan_response(self, sender, command):
         channel = self._channel_by_cid(command.cid, command)

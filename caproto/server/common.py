@@ -33,14 +33,16 @@ from .._commands import (
     AccessRightsResponse, ClearChannelRequest, ClearChannelResponse, ClientNameRequest,
     CreateChanRequest, CreateChanResponse, EchoRequest, EchoResponse, ErrorResponse, EventAddRequest, EventAddResponse,
     EventCancelRequest, EventsOffRequest, EventsOnRequest, HostNameRequest,
-    MessageHeader, NotFoundResponse, ReadNotifyRequest, ReadRequest,
-    RsrvIsUpResponse, SearchRequest, SearchResponse, VersionRequest,
+    MessageHeader, ReadNotifyRequest, ReadRequest,
+    RsrvIsUpResponse, SearchRequest, VersionRequest,
     VersionResponse, WriteNotifyRequest, WriteRequest, bytelen,
 )
 from .._constants import (DEFAULT_PROTOCOL_VERSION, DO_REPLY,
-                          SEARCH_MAX_DATAGRAM_BYTES, SERVER)
+                          SERVER)
 from .._circuit import VirtualCircuit
 from .._data import ChannelData, SubscriptionSpec
+from .._fastlane import (SearchAnswers, accept_channels, recv_create_requests,
+                         scan_search_datagram)
 from .._env import (get_beacon_address_list, get_environment_variables,
                     get_server_address_list, get_server_ignore_list)
 from .._errors import (CaprotoConversionError, LocalProtocolError,
@@ -48,6 +50,7 @@ from .._errors import (CaprotoConversionError, LocalProtocolError,
 from .._headers import pack_header
 from .._netifaces import get_broadcast_addresses
 from .._status import CAStatus
+from .access import begin_trapwrite
 from .names import resolve
 
 __all__ = ("Context", "CircuitHandler", "Subscription", "DroppedCircuit",
@@ -224,8 +227,8 @@ class CircuitHandler:
     """Serve one client's TCP circuit: commands in, buffers out.
 
     The layer calls ``await received(data)`` with each chunk it reads and
-    writes ``take_output()`` whenever ``wakeup`` is set (and after each
-    ``received``).  It sets ``drain`` to a coroutine function that writes
+    writes ``take_output()`` after each ``received`` and whenever ``wakeup``
+    is set (by what happens between reads: updates, hooks).  It sets ``drain`` to a coroutine function that writes
     ``take_output()`` and waits until the socket took it: ``received`` calls
     it whenever the replies it queued pass OUTBOX_LIMIT (a client pipelining
     reads of large arrays).  ``close()`` when the socket is gone.
@@ -272,8 +275,12 @@ class CircuitHandler:
         """Process every complete command in `data` (a bytes-like chunk)."""
         buffers = (data,)
         while True:
+            created = recv_create_requests(self.circuit, *buffers)
+            if created:                            # the connect-flood fast lane
+                self._accept_channels(created)
+            buffers = ()
             try:
-                commands, _needed = self.circuit.recv(*buffers)
+                commands, _needed = self.circuit.recv()
             except RemoteProtocolError as exc:
                 refused = getattr(exc, "command", None)
                 if refused is None:          # unparseable: the stream is lost
@@ -289,8 +296,6 @@ class CircuitHandler:
                     await self.drain()
             self._needed = _needed
             break
-        if self._outbox or (self._events and self.circuit.events_on):
-            await self.wakeup.set()
 
     async def _dispatch(self, command):
         handler = self._HANDLERS.get(type(command))
@@ -433,7 +438,8 @@ class CircuitHandler:
     async def disconnect_data(self, data):
         """Tell the client every channel served by `data` is gone (ServerDisconn)."""
         for sid, entry in list(self._entries.items()):
-            if entry.data is data:
+            # (a filter's view of `data`, e.g. ts num, names it as its source)
+            if entry.data is data or getattr(entry.data, "source", None) is data:
                 await self._drop_subscriptions(entry)
                 del self._entries[sid]
                 self._send(entry.channel.disconnect())
@@ -470,23 +476,40 @@ class CircuitHandler:
         await self.wakeup.set()
 
     async def _on_create_chan(self, command):
-        channel = self.circuit.channels[command.cid]
-        resolved = self.context.resolve(command.name)
-        if resolved is None:
-            self._send(channel.create_fail())
-            return
-        data = resolved.data
-        count = data.max_length
-        native_count = getattr(resolved.channel_filter, "native_count", None)
-        if native_count is not None:
-            count = native_count(count)
-        rights = self._rights(data)
-        sid = self.circuit.new_channel_id()
-        self._entries[sid] = _ChannelEntry(channel, data, resolved.channel_filter,
-                                           rights)
-        self._send(_derive(_RIGHTS_TEMPLATE, cid=channel.cid, access_rights=rights),
-                   _derive(_CREATED_TEMPLATE, data_type=data.data_type,
-                           data_count=count, cid=channel.cid, sid=sid))
+        self._accept_channels((self.circuit.channels[command.cid],))
+
+    def _accept_channels(self, channels):
+        """Answer channels the client created: rights and native type, or failure.
+
+        One loop for a whole run of them: a client connecting thousands of
+        channels sends nothing else, and the per-call costs add up.
+        """
+        pvdb, resolve = self.context.pvdb, self.context.resolve
+        answers, served = [], []
+        for channel in channels:
+            data, channel_filter = pvdb.get(channel.name), None
+            if data is None:
+                resolved = resolve(channel.name)
+                if resolved is None:
+                    answers.append((channel, None, 0, 0))
+                    served.append(None)
+                    continue
+                data, channel_filter = resolved.data, resolved.channel_filter
+            count = data.max_length
+            if channel_filter is not None:
+                native_count = getattr(channel_filter, "native_count", None)
+                if native_count is not None:
+                    count = native_count(count)
+            rights = self._rights(data)
+            answers.append((channel, rights, data.data_type, count))
+            served.append((data, channel_filter, rights))
+        reply, sids = accept_channels(self.circuit, answers)
+        entries = self._entries
+        for (channel, *_answer), sid, serving in zip(answers, sids, served):
+            if sid is not None:
+                entries[sid] = _ChannelEntry(channel, *serving)
+        self._outbox.append(reply)
+        self._outbox_bytes += len(reply)
 
     async def _on_clear_channel(self, command):
         entry = self._entries.pop(command.sid, None)
@@ -589,6 +612,8 @@ class CircuitHandler:
             status = CAStatus.ECA_NOWTACCESS
             message = f"{entry.channel.name!r} is not writable by this client"
         else:
+            trap = begin_trapwrite(entry.data, entry.channel.name, self.client_hostname,
+                                   self.client_username, command.data)
             try:
                 await entry.data.write_from_dbr(command.data, command.data_type,
                                                 command.metadata)
@@ -598,6 +623,8 @@ class CircuitHandler:
                 status, message = CAStatus.ECA_PUTFAIL, str(exc)
                 circuit_log.info("%s: write to %r refused: %s", self.address,
                                  entry.channel.name, exc)
+            if trap is not None:
+                trap.finish(ok=status is None)
         if not notify:
             if status is not None:
                 self._error(command, status, message)
@@ -685,7 +712,7 @@ class Context:
         self.port = None
         self.log = log
         self._beacon_id = 0
-        self._search_templates = {}       # interface -> SearchResponse (cid 0)
+        self._search_answers = {}         # interface -> SearchAnswers
 
     def __repr__(self):
         return (f"<{type(self).__name__} interfaces={self.interfaces} "
@@ -701,55 +728,35 @@ class Context:
         """Answers to one datagram received on `interface`: [(bytes, address)]."""
         if address[0] in self.ignore_addresses:
             return []
-        try:
-            commands = self.broadcaster.recv(data, address)
-        except RemoteProtocolError as exc:
-            log.debug("ignoring a bad datagram from %s: %s", address, exc)
+        scanned = scan_search_datagram(data)       # the fast lane: searches only
+        if scanned is None:
+            try:
+                commands = self.broadcaster.recv(data, address)
+            except RemoteProtocolError as exc:
+                log.debug("ignoring a bad datagram from %s: %s", address, exc)
+                return []
+            scanned = (None, [])
+            for command in commands:
+                if type(command) is VersionRequest:
+                    header = command.header
+                    scanned = ((header.data_type, header.parameter1), scanned[1])
+                elif type(command) is SearchRequest:
+                    scanned[1].append((command.cid, command.name, command.reply))
+        version, searches = scanned
+        if not searches:
             return []
-        found = self._search_templates.get(interface)
-        if found is None or found.port != self.port:
+        replies = self._search_answers.get(interface)
+        if replies is None or replies.port != self.port:
             reply_ip = "255.255.255.255" if interface in ("0.0.0.0", "") else interface
-            found = SearchResponse(self.port, reply_ip, 0, DEFAULT_PROTOCOL_VERSION)
-            self._search_templates[interface] = found
-        version, answers = None, []
-        for command in commands:
-            kind = type(command)
-            if kind is VersionRequest:
-                version = command
-            elif kind is SearchRequest:
-                if self.resolve(command.name) is not None:
-                    answers.append(_derive(found, cid=command.cid))
-                elif command.reply == DO_REPLY:
-                    answers.append(NotFoundResponse(DEFAULT_PROTOCOL_VERSION,
-                                                    command.cid))
-        if not answers:
-            return []
-        return [(datagram, address) for datagram in self._search_replies(version,
-                                                                          answers)]
-
-    def _search_replies(self, version, answers):
-        """Datagrams of answers, each led by a version echoing the sequence number.
-
-        libca speeds its searches up only when the reply's version message
-        carries the sequence number (parameter1) and its "valid" flag
-        (data_type) from the VersionRequest of the search datagram.
-        """
-        flag = seq = 0
-        if version is not None:
-            flag, seq = version.header.data_type, version.header.parameter1
-        header = MessageHeader(VersionResponse.ID, 0, flag, DEFAULT_PROTOCOL_VERSION,
-                               seq, 0)
-        echo = VersionResponse.from_wire(header, pack_header(header), memoryview(b""))
-        room = SEARCH_MAX_DATAGRAM_BYTES - len(echo)
-        datagrams, batch, used = [], [], 0
-        for answer in answers:
-            if batch and used + len(answer) > room:
-                datagrams.append(self.broadcaster.send(echo, *batch))
-                batch, used = [], 0
-            batch.append(answer)
-            used += len(answer)
-        datagrams.append(self.broadcaster.send(echo, *batch))
-        return datagrams
+            replies = self._search_answers[interface] = SearchAnswers(self.port, reply_ip)
+        pvdb, answers = self.pvdb, []
+        for cid, name, reply in searches:
+            if name in pvdb or self.resolve(name) is not None:
+                answers.append(replies.found(cid))
+            elif reply == DO_REPLY:
+                answers.append(replies.not_found(cid))
+        return [(datagram, address)
+                for datagram in replies.datagrams(version, answers)]
 
     def beacon_datagram(self, interface="0.0.0.0"):
         """One RsrvIsUp beacon (the id increases with every call)."""

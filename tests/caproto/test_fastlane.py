@@ -1,0 +1,236 @@
+"""The server's fast lanes give exactly what the general path gives.
+
+A client connecting thousands of channels is served by _fastlane.py straight
+from the bytes; every test here runs the same input through the general path
+(Broadcaster.recv, VirtualCircuit.recv/send) and compares the answers, the
+channel states and the bytes.  A lane must decline, or stop before, anything
+it does not handle, leaving it to the general path.
+"""
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import caproto as ca
+from caproto import _fastlane
+from caproto._constants import DO_REPLY, NO_REPLY, SEARCH_MAX_DATAGRAM_BYTES
+from caproto._headers import MessageHeader, pack_header
+
+CLIENT_ADDRESS = ("127.0.0.1", 40001)
+SERVER_ADDRESS = ("127.0.0.1", 5064)
+RW = ca.AccessRights.READ | ca.AccessRights.WRITE
+
+names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=255),
+                min_size=1, max_size=60)
+
+
+def _general_searches(datagram):
+    commands = ca.Broadcaster(ca.SERVER).recv(datagram, CLIENT_ADDRESS)
+    version = None
+    searches = []
+    for command in commands:
+        if isinstance(command, ca.VersionRequest):
+            version = (command.header.data_type, command.header.parameter1)
+        elif isinstance(command, ca.SearchRequest):
+            searches.append((command.cid, command.name, command.reply))
+    return version, searches
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(names, st.sampled_from([DO_REPLY, NO_REPLY])),
+                min_size=1, max_size=120))
+def test_search_datagrams_scan_like_the_general_parser(searches):
+    client = ca.Broadcaster(ca.CLIENT)
+    requests = [ca.SearchRequest(name, client.new_search_id(), reply=reply)
+                for name, reply in searches]
+    # Pack as libca does: a version first, then as many searches as fit.
+    batch, used = [], 16
+    datagrams = []
+    for request in requests:
+        if batch and used + len(request) > SEARCH_MAX_DATAGRAM_BYTES:
+            datagrams.append(client.send(*batch))
+            batch, used = [], 16
+        batch.append(request)
+        used += len(request)
+    datagrams.append(client.send(*batch))
+    seen = []
+    for datagram in datagrams:
+        scanned = _fastlane.scan_search_datagram(datagram)
+        assert scanned == _general_searches(datagram)
+        seen.extend(scanned[1])
+    assert [(name, reply) for _cid, name, reply in seen] == searches
+
+
+def test_search_scan_reads_libca_sequence_numbers():
+    header = MessageHeader(0, 0, 1, 13, 4711, 0)          # flag 1, sequence 4711
+    datagram = pack_header(header) + bytes(ca.SearchRequest("X:1", 9))
+    assert _fastlane.scan_search_datagram(datagram) == ((1, 4711),
+                                                        [(9, "X:1", NO_REPLY)])
+    assert _fastlane.scan_search_datagram(memoryview(datagram)) == ((1, 4711),
+                                                                    [(9, "X:1", NO_REPLY)])
+
+
+@pytest.mark.parametrize("datagram", [
+    bytes(ca.RepeaterRegisterRequest("127.0.0.1")),                 # another command
+    bytes(ca.VersionRequest(0, 13)) + bytes(ca.SearchRequest("A", 1))[:20],  # cut short
+    bytes(ca.VersionRequest(0, 13)) + bytes(ca.SearchRequest("A", 1))[:10],  # half a header
+    bytes(ca.VersionRequest(0, 13)) + struct.pack(">HHHHII", 6, 8, 5, 13, 1, 1)
+    + b"\0" * 8,                                                    # empty name
+    bytes(ca.VersionRequest(0, 13)) + struct.pack(">HHHHII", 6, 8, 5, 13, 1, 2)
+    + b"A\0" + b"\0" * 6,                                           # cids differ
+    bytes(ca.VersionRequest(0, 13)) * 2 + bytes(ca.SearchRequest("A", 1)),  # two versions
+    bytes(ca.VersionRequest(0, 13)) + bytes(ca.EchoRequest()),
+])
+def test_search_scan_declines_what_it_does_not_handle(datagram):
+    assert _fastlane.scan_search_datagram(datagram) is None
+
+
+@pytest.mark.parametrize("ip", ["255.255.255.255", "127.0.0.1"])
+def test_search_answers_are_the_commands_bytes(ip):
+    answers = _fastlane.SearchAnswers(5064, ip)
+    for cid in (0, 1, 77, 2 ** 32 - 1):
+        assert answers.found(cid) == bytes(ca.SearchResponse(5064, ip, cid, 13))
+        assert answers.not_found(cid) == bytes(ca.NotFoundResponse(13, cid))
+
+
+@given(st.lists(st.booleans(), max_size=300), st.integers(0, 2 ** 32 - 1))
+@settings(max_examples=40, deadline=None)
+def test_search_answer_datagrams_match_the_broadcaster(found, seq):
+    answers = _fastlane.SearchAnswers(5064, "255.255.255.255")
+    replies = [answers.found(i) if hit else answers.not_found(i)
+               for i, hit in enumerate(found)]
+    datagrams = answers.datagrams((1, seq), replies)
+    if not found:
+        assert datagrams == []
+        return
+    server = ca.Broadcaster(ca.SERVER)
+    client = ca.Broadcaster(ca.CLIENT)
+    got = []
+    for datagram in datagrams:
+        assert len(datagram) <= SEARCH_MAX_DATAGRAM_BYTES
+        commands = client.recv(datagram, SERVER_ADDRESS)
+        first = commands[0]
+        assert isinstance(first, ca.VersionResponse)
+        assert (first.header.data_type, first.header.parameter1) == (1, seq)
+        got.extend(commands[1:])
+        # The same commands sent by the general path give the same bytes.
+        assert server.send(*commands) == datagram
+    assert [isinstance(c, ca.SearchResponse) for c in got] == found
+    assert [c.cid for c in got] == list(range(len(found)))
+
+
+# -- circuits ---------------------------------------------------------------
+
+def _client_stream(names, extra=()):
+    client = ca.VirtualCircuit(ca.CLIENT, SERVER_ADDRESS, 0)
+    opening = client.send(ca.VersionRequest(0, 13), ca.HostNameRequest("host"),
+                          ca.ClientNameRequest("user"))
+    channels = [ca.ClientChannel(name, client) for name in names]
+    creates = b"".join(bytes(b) for ch in channels for b in client.send(ch.create()))
+    rest = b"".join(bytes(c) for c in extra)
+    return b"".join(bytes(b) for b in opening), creates, rest
+
+
+def _state(circuit):
+    return sorted((ch.cid, ch.name, ch.states.state is not None and str(ch.states.state))
+                  for ch in circuit.channels.values())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(names, min_size=1, max_size=40),
+       st.lists(st.integers(1, 64), min_size=1, max_size=20))
+def test_create_runs_leave_the_circuit_as_recv_does(channel_names, cuts):
+    opening, creates, rest = _client_stream(channel_names, [ca.EchoRequest()])
+    general = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+    general_commands, _ = general.recv(opening + creates + rest)
+
+    fast = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+    fast_commands, _ = fast.recv(opening)
+    stream, made, position = creates + rest, [], 0
+    for cut in cuts * (len(stream) // sum(cuts) + 1):
+        if position >= len(stream):
+            break
+        chunk = stream[position:position + cut]
+        position += len(chunk)
+        made.extend(ch.name for ch in _fastlane.recv_create_requests(fast, chunk))
+        got, _needed = fast.recv()
+        fast_commands.extend(got)
+    creates_seen = [c.name for c in fast_commands if isinstance(c, ca.CreateChanRequest)]
+    # Every channel was made exactly once, by the lane or by recv().
+    assert sorted(made + creates_seen) == sorted(channel_names)
+    assert _state(fast) == _state(general)
+    assert isinstance(fast_commands[-1], ca.EchoRequest)
+    assert len(fast._buffer) == 0
+
+
+def test_create_lane_stops_before_a_reused_cid():
+    opening, creates, _ = _client_stream(["A", "B"])
+    server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+    server.recv(opening)
+    assert [c.name for c in _fastlane.recv_create_requests(server, creates)] == ["A", "B"]
+    again = bytes(ca.CreateChanRequest("C", 0))             # cid 0 is "A"'s
+    assert _fastlane.recv_create_requests(server, again) == []
+    with pytest.raises(ca.RemoteProtocolError) as refused:
+        server.recv()
+    assert refused.value.command.name == "C"
+
+
+def test_create_lane_waits_for_the_version_request():
+    server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+    early = bytes(ca.CreateChanRequest("A", 1))
+    assert _fastlane.recv_create_requests(server, early) == []
+    with pytest.raises(ca.RemoteProtocolError):
+        server.recv()           # the general path refuses it, as before
+
+
+def test_create_lane_is_only_for_servers():
+    client = ca.VirtualCircuit(ca.CLIENT, SERVER_ADDRESS, 0)
+    with pytest.raises(ca.LocalProtocolError):
+        _fastlane.recv_create_requests(client, b"")
+
+
+def _opened(names):
+    opening, creates, _ = _client_stream(names)
+    server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+    server.recv(opening)
+    server.send(ca.VersionResponse(13))
+    server.recv(creates)
+    return server
+
+
+@pytest.mark.parametrize("count", [1, 10, 0xFFFE, 0xFFFF, 1_000_000])
+def test_accepting_channels_sends_what_send_sends(count):
+    names = ["A", "B", "C"]
+    fast, general = _opened(names), _opened(names)
+    answers = [(fast.channels[cid], RW if cid != 1 else None, 6, count)
+               for cid in sorted(fast.channels)]
+    data, sids = _fastlane.accept_channels(fast, answers)
+    expected = []
+    for channel, rights, data_type, data_count in answers:
+        twin = general.channels[channel.cid]
+        if rights is None:
+            commands = [twin.create_fail()]
+        else:
+            sid = general.new_channel_id()
+            commands = [twin.access_rights_response(rights),
+                        twin.create(data_type, data_count, sid)]
+        expected.extend(general.send(*commands))
+    assert data == b"".join(bytes(b) for b in expected)
+    assert sids == [0, None, 1]
+    assert _state(fast) == _state(general)
+    assert sorted(fast.channels_sid) == sorted(general.channels_sid)
+    for sid, channel in fast.channels_sid.items():
+        twin = general.channels_sid[sid]
+        assert (channel.native_data_type, channel.native_data_count,
+                channel.access_rights) == (twin.native_data_type,
+                                           twin.native_data_count,
+                                           twin.access_rights)
+
+
+def test_accepting_twice_is_refused_like_send():
+    server = _opened(["A"])
+    channel = server.channels[0]
+    _fastlane.accept_channels(server, [(channel, RW, 6, 1)])
+    with pytest.raises(ca.LocalProtocolError):
+        _fastlane.accept_channels(server, [(channel, RW, 6, 1)])
