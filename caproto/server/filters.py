@@ -57,7 +57,7 @@ from .._dbr import (
     promote_type,
     timestamp_to_epics,
 )
-from .common import _fit_count
+from .circuit import _fit_count
 
 __all__ = ("FilterError", "FilterChain", "parse_filter", "states",
            "TimestampFilter", "TimestampView", "DeadbandFilter", "ArrayFilter",
