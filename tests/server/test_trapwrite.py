@@ -10,7 +10,6 @@ import socket
 import pytest
 
 import caproto as ca
-from caproto.server import common
 from caproto.server.access import AccessSecurity, TrapWrite, begin_trapwrite
 
 from . import ServerThread, run_client
@@ -155,13 +154,6 @@ emit([epics.caput('TW:trapped', 7.0, wait=True, timeout=5),
       epics.caget('TW:trapped', timeout=5)])
 """
 
-wired = pytest.mark.skipif(
-    not hasattr(common, "begin_trapwrite"),
-    reason="caproto/server/common.py does not call access.begin_trapwrite in "
-           "_on_write yet (the wiring asked of the lead)")
-
-
-@wired
 @pytest.mark.timeout(60)
 def test_libca_puts_through_a_trapwrite_rule_are_logged_and_heard(caplog):
     security = AccessSecurity(e2e_acf(), "e2e.acf")
