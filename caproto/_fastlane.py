@@ -187,25 +187,23 @@ _ACCEPTED = {state: _after(state, AccessRightsResponse, CreateChanResponse)
 def accept_channels(circuit, answers):
     """Bytes accepting or refusing channels, sent through `circuit`.
 
-    `answers` is ``[(channel, access_rights, data_type, data_count), ...]``,
-    ``access_rights`` None to refuse the channel (CreateChFailResponse).
-    Each accepted channel gets a fresh sid and what ``circuit.send`` of
-    ``channel.access_rights_response(access_rights)`` and
-    ``channel.create(data_type, data_count, sid)`` would give: the same bytes,
-    checks and state changes.  Returns ``(bytes, [sid or None, ...])``.
+    `answers` is ``[(channel, access_rights, data_type, data_count, sid), ...]``
+    (sids from ``circuit.new_channel_id()``); ``access_rights`` None refuses
+    the channel (CreateChFailResponse).  Each accepted channel gets what
+    ``circuit.send`` of ``channel.access_rights_response(access_rights)`` and
+    ``channel.create(data_type, data_count, sid)`` would give: the same
+    bytes, checks and state changes.
     """
-    chunks, sids = [], []
+    chunks = []
     connected = circuit.states[SERVER] is CONNECTED
     channels, channels_sid = circuit.channels, circuit.channels_sid
-    for channel, rights, data_type, data_count in answers:
+    for channel, rights, data_type, data_count, sid in answers:
         if rights is None:
             chunks.extend(circuit.send(channel.create_fail()))
-            sids.append(None)
             continue
-        sid = circuit.new_channel_id()
-        sids.append(sid)
         state = channel.states.state
-        if (not connected or data_count >= 0xFFFF or _ACCEPTED.get(state) is None
+        if (not connected or data_count >= 0xFFFF or sid in channels_sid
+                or _ACCEPTED.get(state) is None
                 or channels.get(channel.cid) is not channel):
             # Anything unusual: the general path checks it and explains a refusal.
             chunks.extend(circuit.send(channel.access_rights_response(rights),
@@ -219,4 +217,4 @@ def accept_channels(circuit, answers):
         channels_sid[sid] = channel
         chunks.append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, channel.cid, rights,
                               _CREATED, 0, data_type, data_count, channel.cid, sid))
-    return b"".join(chunks), sids
+    return b"".join(chunks)

@@ -386,10 +386,12 @@ class CircuitHandler:
 
     # -- channels and rights ------------------------------------------------
 
-    def _rights(self, data):
+    def _rights(self, data, host=None, user=None):
         """The channel's own rights (``check_access``), ANDed with those of an
-        access-security file attached as ``data.access_security`` (access.py)."""
-        host, user = self.client_hostname, self.client_username
+        access-security file attached as ``data.access_security`` (access.py),
+        for this client (or `host`/`user`, its names looked up once)."""
+        if host is None:
+            host, user = self.client_hostname, self.client_username
         rights = int(data.check_access(host, user))
         security = getattr(data, "access_security", None)
         if security is not None:
@@ -466,14 +468,15 @@ class CircuitHandler:
         channels sends nothing else, and the per-call costs add up.
         """
         pvdb, resolve_name = self.context.pvdb, self.context.resolve
-        answers, served = [], []
+        circuit, entries = self.circuit, self._entries
+        host, user = self.client_hostname, self.client_username
+        answers = []
         for channel in channels:
             data, channel_filter = pvdb.get(channel.name), None
             if data is None:
                 resolved = resolve_name(channel.name)
                 if resolved is None:
-                    answers.append((channel, None, 0, 0))
-                    served.append(None)
+                    answers.append((channel, None, 0, 0, None))
                     continue
                 data, channel_filter = resolved.data, resolved.channel_filter
             count = data.max_length
@@ -481,14 +484,11 @@ class CircuitHandler:
                 native_count = getattr(channel_filter, "native_count", None)
                 if native_count is not None:
                     count = native_count(count)
-            rights = self._rights(data)
-            answers.append((channel, rights, data.data_type, count))
-            served.append((data, channel_filter, rights))
-        reply, sids = accept_channels(self.circuit, answers)
-        entries = self._entries
-        for (channel, *_answer), sid, serving in zip(answers, sids, served):
-            if sid is not None:
-                entries[sid] = _ChannelEntry(channel, *serving)
+            rights = self._rights(data, host, user)
+            sid = circuit.new_channel_id()
+            entries[sid] = _ChannelEntry(channel, data, channel_filter, rights)
+            answers.append((channel, rights, data.data_type, count, sid))
+        reply = accept_channels(circuit, answers)
         self._outbox.append(reply)
         self._outbox_bytes += len(reply)
 
