@@ -550,18 +550,37 @@ class ReadNotifyResponse(_DataMessage):
                        ioid=ioid)
 
 
-class WriteRequest(_DataMessage):
+class _WriteMessage(_DataMessage):
+    """A client's write.  A payload we cannot decode (unknown DBR type, fewer
+    bytes than the count needs) is a refused request, not a broken stream:
+    its size is in the header, so the stream stays in step.  ``refusal`` is
+    then ``(CAStatus, message)`` for the server's answer (rsrv answers
+    ECA_BADTYPE too) and ``data``/``metadata`` are None."""
     _SHORT_SINGLE_STRING = True
+    refusal = None
 
     def __init__(self, data, data_type, data_count, sid, ioid, metadata=None):
         self._set_data(data, metadata, data_type, data_count, sid=sid, ioid=ioid)
 
+    def _decode_payload(self, payload):
+        try:
+            super()._decode_payload(payload)
+        except RemoteProtocolError as exc:
+            try:
+                _dbr_sizes(self.header.data_type)
+                status = CAStatus.ECA_BADCOUNT
+            except (ValueError, KeyError, TypeError):
+                status = CAStatus.ECA_BADTYPE
+            self.data = self.metadata = None
+            self.refusal = (status, str(exc))
 
-class WriteNotifyRequest(_DataMessage):
-    _SHORT_SINGLE_STRING = True
 
-    def __init__(self, data, data_type, data_count, sid, ioid, metadata=None):
-        self._set_data(data, metadata, data_type, data_count, sid=sid, ioid=ioid)
+class WriteRequest(_WriteMessage):
+    pass
+
+
+class WriteNotifyRequest(_WriteMessage):
+    pass
 
 
 class EventAddResponse(_DataMessage):

@@ -592,6 +592,8 @@ class CircuitHandler:
         elif not entry.allowed & _WRITE:
             status = CAStatus.ECA_NOWTACCESS
             message = f"{entry.channel.name!r} is not writable by this client"
+        elif command.refusal is not None:      # payload not decodable: nothing written
+            status, message = command.refusal
         else:
             trap = begin_trapwrite(entry.data, entry.channel.name, self.client_hostname,
                                    self.client_username, command.data)
@@ -612,7 +614,10 @@ class CircuitHandler:
         elif entry is None:
             self._error(command, status, message)
         else:
-            self._send(entry.channel.write(command.ioid,
+            # An unknown requested type cannot be echoed: answer in the native one.
+            answer_type = (entry.data.data_type if status == CAStatus.ECA_BADTYPE
+                           else None)
+            self._send(entry.channel.write(command.ioid, data_type=answer_type,
                                            status=status or CAStatus.ECA_NORMAL))
 
     async def _on_event_add(self, command):

@@ -290,10 +290,20 @@ def test_string_write_bytes_by_hand():
     assert parsed.data == [b"abc"]
 
 
-def test_short_string_payload_needs_at_least_one_byte():
-    wire = struct.pack(">HHHHII", 19, 0, 0, 1, 1, 2)    # STRING, no payload
-    with pytest.raises(RemoteProtocolError, match="payload is 0 bytes"):
-        cmd.read_datagram(wire, ADDRESS, CLIENT)
+@pytest.mark.parametrize("wire, status, message", [
+    (struct.pack(">HHHHII", 19, 0, 0, 1, 1, 2), "ECA_BADCOUNT", "payload is 0 bytes"),
+    (struct.pack(">HHHHII", 4, 8, 6, 3, 1, 2) + bytes(8), "ECA_BADCOUNT", "3 element"),
+    (struct.pack(">HHHHII", 19, 8, 99, 1, 1, 2) + bytes(8), "ECA_BADTYPE", "DBR type 99"),
+])
+def test_undecodable_write_is_a_refused_request_not_a_broken_stream(wire, status, message):
+    # The header gives the payload size, so the stream stays in step; the
+    # server answers with the refusal's status (as rsrv answers ECA_BADTYPE).
+    [parsed] = cmd.read_datagram(wire + bytes(cmd.EchoRequest()), ADDRESS, CLIENT)[:1]
+    assert parsed.data is None and parsed.metadata is None
+    assert parsed.refusal[0].name == status and message in parsed.refusal[1]
+    good = cmd.WriteRequest([1.0], 6, 1, sid=1, ioid=2)
+    assert good.refusal is None
+    assert cmd.read_datagram(bytes(good), ADDRESS, CLIENT)[0].refusal is None
 
 
 def test_char_payload_is_padded_to_eight():
