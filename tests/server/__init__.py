@@ -152,6 +152,24 @@ def _run(argv, env, timeout, allow_timeout=False):
     return proc
 
 
+
+def client_env(port):
+    """Environment for a client subprocess that must find a server on `port`."""
+    return {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1",
+            "EPICS_CA_AUTO_ADDR_LIST": "NO"}
+
+
+def on_softioc_and_ours(softioc, port, db_text, pvdb, script, layer="asyncio"):
+    """Run client `script` against a softIoc serving `db_text`, then against our
+    server serving `pvdb`; return (theirs, ours), the JSON each run emitted."""
+    ioc = softioc(db_text, port=port)
+    theirs = run_client(script, env=client_env(ioc.port))
+    ioc.stop()
+    with ServerThread(layer, pvdb) as context:
+        ours = run_client(script, env=client_env(context.port))
+    return theirs, ours
+
+
 _PROLOGUE = """\
 import json, sys
 def emit(obj):

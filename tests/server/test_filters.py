@@ -2,7 +2,6 @@
 and the epics-base softIoc with the same names, compared result for result."""
 import asyncio
 import ctypes
-import os
 import time
 
 import pytest
@@ -13,7 +12,7 @@ from caproto._dbr import DBR_TYPES, timestamp_to_epics
 from caproto.server import names
 from caproto.server.filters import (FilterError, parse_filter, states)
 
-from . import ServerThread, run_client
+from . import ServerThread, client_env, on_softioc_and_ours, run_client
 
 DBE = ca.SubscriptionType
 VALUE = DBE.DBE_VALUE | DBE.DBE_LOG
@@ -231,20 +230,9 @@ emit(seen)
 """
 
 
-def client_env(port):
-    return {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1",
-            "EPICS_CA_AUTO_ADDR_LIST": "NO"}
-
-
 def on_both(softioc, free_port, script):
     """Run `script` against the softIoc and our asyncio server; both results."""
-    ioc = softioc(SOFTIOC_DB, port=free_port)
-    theirs = run_client(script, env=client_env(ioc.port))
-    ioc.stop()
-    port = int(os.environ["EPICS_CA_SERVER_PORT"])
-    with ServerThread("asyncio", our_pvdb()) as context:
-        ours = run_client(script, env=client_env(context.port or port))
-    return theirs, ours
+    return on_softioc_and_ours(softioc, free_port, SOFTIOC_DB, our_pvdb(), script)
 
 
 @pytest.mark.timeout(90)

@@ -5,7 +5,6 @@ epics-base softIoc (epicscorelibs 7.0.10 implements these options) through
 libca (pyepics)."""
 import asyncio
 import datetime
-import os
 
 import pytest
 
@@ -15,7 +14,7 @@ from caproto._constants import EPICS_EPOCH
 from caproto.server import names
 from caproto.server.filters import FilterError, TimestampView, parse_filter
 
-from . import ServerThread, run_client
+from . import on_softioc_and_ours
 
 # 2006-11-21 14:49:10.25 UTC as an EPICS time stamp (exact as a float)
 SEC, NSEC = 533_227_750, 250_000_000
@@ -233,20 +232,9 @@ emit({'seen': seen, 'stamps': stamps})
 """
 
 
-def client_env(port):
-    return {"EPICS_CA_SERVER_PORT": str(port), "EPICS_CA_ADDR_LIST": "127.0.0.1",
-            "EPICS_CA_AUTO_ADDR_LIST": "NO"}
-
-
 def on_both(softioc, free_port, script):
     """Run `script` against the softIoc and our asyncio server; both results."""
-    ioc = softioc(SOFTIOC_DB, port=free_port)
-    theirs = run_client(script, env=client_env(ioc.port))
-    ioc.stop()
-    port = int(os.environ["EPICS_CA_SERVER_PORT"])
-    with ServerThread("asyncio", our_pvdb()) as context:
-        ours = run_client(script, env=client_env(context.port or port))
-    return theirs, ours
+    return on_softioc_and_ours(softioc, free_port, SOFTIOC_DB, our_pvdb(), script)
 
 
 def epics_sec(stamp):
