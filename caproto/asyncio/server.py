@@ -4,6 +4,7 @@ All protocol behaviour is in caproto.server.common; this module binds the
 sockets it describes, feeds them to the core and writes what comes back.
 """
 import asyncio
+import functools
 import logging
 import sys
 
@@ -83,9 +84,61 @@ class AsyncioAsyncLayer(AsyncLibraryLayer):
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
 
-def _write(writer, buffers):
-    for chunk in sockets.coalesce(buffers):
-        writer.write(chunk)
+class _CircuitSender:
+    """A circuit's write side: sendmsg straight from our buffers.
+
+    asyncio's transport would copy whatever the kernel does not take at once
+    (most of an 8 MB array) into its own buffer, and it refuses ``add_writer``
+    on its descriptor; so we write through a duplicate of the descriptor and
+    wait for writability on that, leaving the transport only the reading.
+    `lock` keeps writes whole and in order (replies and events are written
+    by two tasks).  Closing it closes the duplicate: the peer sees the
+    connection end only once both descriptors are closed.
+    """
+
+    def __init__(self, loop, transport_socket):
+        self._loop = loop
+        self._sock = transport_socket.dup()
+        self._waiter = None
+        self.lock = asyncio.Lock()
+
+    async def sendmsg(self, views):
+        try:
+            return self._sock.sendmsg(views)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    async def wait_writable(self):
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise ConnectionResetError("circuit closed")
+        self._waiter = waiter = self._loop.create_future()
+        self._loop.add_writer(fd, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if self._sock.fileno() == fd:
+                self._loop.remove_writer(fd)
+
+    async def flush(self, handler):
+        """Write everything `handler` has queued; return once the kernel has it."""
+        async with self.lock:
+            buffers = handler.take_output()
+            if buffers:
+                await sockets.send_all(self.sendmsg, self.wait_writable, buffers)
+
+    def close(self):
+        if self._sock.fileno() >= 0:
+            self._loop.remove_writer(self._sock.fileno())
+            self._sock.close()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionResetError("circuit closed"))
+
+
+def _wake(waiter):
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -108,6 +161,7 @@ class Context(common.Context):
         self._loop = None
         self._stopping = None
         self._writers = {}
+        self._senders = {}
         self._tasks = set()
 
     def stop(self):
@@ -159,6 +213,8 @@ class Context(common.Context):
                 server.close()
             for transport in transports:
                 transport.close()
+            for sender in list(self._senders.values()):
+                sender.close()
             for writer in list(self._writers.values()):
                 writer.close()
             beacon_socket.close()
@@ -175,16 +231,15 @@ class Context(common.Context):
             await asyncio.sleep(interval)
 
     async def _serve_circuit(self, reader, writer):
-        sockets.configure_client_socket(writer.get_extra_info("socket"))
+        transport_socket = writer.get_extra_info("socket")
+        sockets.configure_client_socket(transport_socket)
+        sender = _CircuitSender(self._loop, transport_socket)
         wakeup = _Wakeup()
         handler = self.new_circuit(writer.get_extra_info("peername")[:2], wakeup)
         self._writers[handler] = writer
-
-        async def drain():
-            _write(writer, handler.take_output())
-            await writer.drain()
-        handler.drain = drain
-        sender = asyncio.ensure_future(self._send_events(handler, writer))
+        self._senders[handler] = sender
+        handler.drain = functools.partial(sender.flush, handler)
+        events = asyncio.ensure_future(self._send_events(handler, sender))
         error = None
         try:
             while True:
@@ -192,10 +247,7 @@ class Context(common.Context):
                 if not data:
                     break
                 await handler.received(data)
-                buffers = handler.take_output()
-                if buffers:
-                    _write(writer, buffers)
-                await writer.drain()
+                await sender.flush(handler)
                 if len(data) >= common.RECV_CHUNK:
                     await asyncio.sleep(0)   # a flooding client must not starve others
         except common.DroppedCircuit as exc:
@@ -203,19 +255,18 @@ class Context(common.Context):
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass          # (a cancelled stream task upsets asyncio's callback)
         finally:
-            sender.cancel()
+            events.cancel()
             self._writers.pop(handler, None)
+            self._senders.pop(handler, None)
             await self.circuit_closed(handler, error)
+            sender.close()
             writer.close()
 
-    async def _send_events(self, handler, writer):
+    async def _send_events(self, handler, sender):
         try:
             while True:
                 await handler.wakeup.wait()
-                buffers = handler.take_output()
-                if buffers:
-                    _write(writer, buffers)
-                    await writer.drain()
+                await sender.flush(handler)
         except (ConnectionError, OSError):
             pass
 

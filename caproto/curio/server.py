@@ -7,6 +7,7 @@ import sys
 
 import curio
 import curio.io
+from curio.traps import _write_wait
 
 from ..server import common, sockets
 from ..server.typing import AsyncLibraryLayer, ThreadsafeQueueBase, Wakeup
@@ -167,10 +168,14 @@ class Context(common.Context):
 
     @staticmethod
     async def _flush(handler, client, lock):
+        """Write everything `handler` has queued: one sendmsg per socketful,
+        so a header and its array go in one call and the array is never
+        copied (``_write_wait`` is curio's documented low-level I/O trap)."""
         async with lock:
             buffers = handler.take_output()
-            for chunk in sockets.coalesce(buffers):
-                await client.sendall(chunk)
+            if buffers:
+                await sockets.send_all(client.sendmsg,
+                                       lambda: _write_wait(client.fileno()), buffers)
 
     async def _send_events(self, handler, client, lock):
         try:

@@ -175,10 +175,16 @@ class Context(common.Context):
 
     @staticmethod
     async def _flush(handler, stream, lock):
+        """Write everything `handler` has queued: sendmsg on the stream's
+        socket (it waits while the socket is full), so a header and its
+        array go in one call and the array is never copied."""
         async with lock:
             buffers = handler.take_output()
-            for chunk in sockets.coalesce(buffers):
-                await stream.send_all(chunk)
+            if buffers:
+                await sockets.send_all(
+                    stream.socket.sendmsg,
+                    functools.partial(trio.lowlevel.wait_writable, stream.socket),
+                    buffers)
 
     async def _send_events(self, handler, stream, lock):
         try:
