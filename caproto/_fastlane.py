@@ -141,16 +141,18 @@ def recv_create_requests(circuit, *buffers):
     """
     if circuit.our_role is not SERVER:
         raise LocalProtocolError("only a server receives CreateChanRequests")
+    buffer = circuit._buffer
     for data in buffers:
-        circuit._buffer.feed(data)
+        buffer.feed(data)
+    pending = buffer.pending_small()
+    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
+            or pending[0][pending[1] + 1] != _CREATE or pending[0][pending[1]]):
+        return []                      # not a CreateChanRequest next: cheap way out
     client_state = circuit.states[CLIENT]
     if CIRCUIT_TRANSITIONS[CLIENT][client_state].get(CreateChanRequest) is not client_state:
         return []                      # before the VersionRequest: refuse there
-    pending = circuit._buffer.pending_small()
-    if pending is None:
-        return []
     data, offset, end = pending
-    limit = min(circuit._buffer.max_payload_size, MAX_NAME_BYTES + 8)
+    limit = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
     channels, copied = [], 0
     channels_by_cid = circuit.channels
     while offset + HEADER_SIZE <= end:
@@ -166,7 +168,7 @@ def recv_create_requests(circuit, *buffers):
         channels.append(channel)
         copied += size
         offset = stop
-    circuit._buffer.skip_to(offset, copied)
+    buffer.skip_to(offset, copied)
     return channels
 
 
