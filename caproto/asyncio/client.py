@@ -12,6 +12,9 @@ Invariants:
   connection changes); coroutine functions are scheduled as tasks, plain
   functions called directly on the loop.  ``async for response in sub``
   works too.
+- A request the server refuses with no one waiting for the answer (a plain
+  write, a subscription) is logged at ERROR on ``caproto.asyncio.client``
+  with the PV, server and ECA status, since nothing else would report it.
 """
 import asyncio
 import logging
@@ -169,6 +172,9 @@ class SharedBroadcaster:
     def _event(self, effect):
         effect.subscription.owner._process(effect.command)
 
+    def _server_error(self, effect):
+        logger.error("%s", effect.error)
+
     def _channel(self, effect):
         pv = effect.entry.owner
         if pv is not None:
@@ -181,6 +187,7 @@ class SharedBroadcaster:
         _core.RequestFailed: _failed, _core.SubscriptionData: _event,
         _core.ChannelConnected: _channel, _core.ChannelDisconnected: _channel,
         _core.AccessRightsChanged: _channel,
+        _core.ServerError: _server_error,
     }
 
     async def disconnect(self):

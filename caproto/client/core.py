@@ -42,7 +42,10 @@ Effects: ``SendDatagram(data, address)``, ``SendBuffers(key, buffers)``,
 ``ChannelConnected(entry)``, ``ChannelDisconnected(entry, reason)``,
 ``AccessRightsChanged(entry, rights)``, ``ReadDone(request, command)``,
 ``WriteDone(request, command)``, ``RequestFailed(request, error)``,
-``SubscriptionData(subscription, command)``, ``BeaconAnomaly(address)``.
+``SubscriptionData(subscription, command)``, ``BeaconAnomaly(address)``,
+``ServerError(entry, command, error)`` (an ErrorResponse that no pending
+request waits for, e.g. a refused plain write: faces must report it, since
+the user has nothing else to learn it from).
 """
 
 from .._broadcaster import Broadcaster
@@ -54,10 +57,11 @@ from .._commands import (
     CreateChanResponse, HostNameRequest,
     CreateChFailResponse, EchoRequest, EchoResponse, ErrorResponse,
     EventAddResponse, EventCancelResponse, EventsOffRequest, EventsOnRequest,
-    NotFoundResponse,
+    NotFoundResponse, ReadNotifyRequest, ReadRequest,
     ReadNotifyResponse, ReadResponse, RepeaterConfirmResponse,
     RsrvIsUpResponse, SearchResponse, ServerDisconnResponse,
-    VersionRequest, WriteNotifyResponse,
+    VersionRequest, WriteNotifyRequest, WriteNotifyResponse, WriteRequest,
+    EventAddRequest,
 )
 from .._constants import CLIENT, DEFAULT_PROTOCOL_VERSION
 from .._dbr import (AccessRights, ChannelType, SubscriptionType,
@@ -73,7 +77,7 @@ from .effects import (
     CLOSED, CONNECTING, SEARCHING, AccessRightsChanged, BeaconAnomaly,
     ChannelConnected, ChannelDisconnected, ChannelEntry, CircuitKey,
     CloseCircuit, DisconnectedError, OpenCircuit, ReadDone, Request,
-    RequestFailed, SendBuffers, SendDatagram, SubscriptionData,
+    RequestFailed, SendBuffers, SendDatagram, ServerError, SubscriptionData,
     SubscriptionEntry, WriteDone, describe_address, resolve_data_type,
     status_ok,
 )
@@ -83,7 +87,7 @@ __all__ = (
     "SendDatagram", "SendBuffers", "OpenCircuit", "CloseCircuit",
     "ChannelConnected", "ChannelDisconnected", "AccessRightsChanged",
     "ReadDone", "WriteDone", "RequestFailed", "SubscriptionData",
-    "BeaconAnomaly", "DisconnectedError", "resolve_data_type",
+    "BeaconAnomaly", "ServerError", "DisconnectedError", "resolve_data_type",
     "describe_address", "status_ok",
     "SEARCHING", "CONNECTING", "CONNECTED", "CLOSED",
 )
@@ -96,6 +100,12 @@ REPEATER_RETRY_MAX = 60.0
 NAME_SERVER_RETRY = 2.0
 #: Received payloads when EPICS_CA_MAX_ARRAY_BYTES is not enforced.
 UNLIMITED_PAYLOAD = 2 ** 32
+#: What a refused request was, by command id; the first three wait for an
+#: answer under their ioid (header parameter2).
+_REFUSED = {ReadNotifyRequest.ID: "read", ReadRequest.ID: "read",
+            WriteNotifyRequest.ID: "write", WriteRequest.ID: "write",
+            EventAddRequest.ID: "subscribe"}
+_AWAITED = (ReadNotifyRequest.ID, ReadRequest.ID, WriteNotifyRequest.ID)
 
 class _Circuit:
     """Per-circuit bookkeeping around a VirtualCircuit."""
@@ -365,9 +375,11 @@ class ClientCore:
                                            or _local_user_name())]
         effects.append(SendBuffers(key, circuit.send(*commands)))
         if key.name_server:
-            pending = self.search.pending()
-            if pending:
-                effects.append(SendBuffers(key, circuit.send(*pending)))
+            # Searches travel only in rounds (``_send_due_searches``), so a
+            # name goes over this circuit once per round; the round it
+            # missed while connecting is brought forward to now.
+            self.search.bring_forward(now)
+            self._send_due_searches(now, effects)
         waiting, circ.waiting = circ.waiting, []
         self._create_channels(circ, waiting, effects)
         return effects
@@ -523,12 +535,31 @@ class ClientCore:
         circ.entries.pop(command.cid, None)
 
     def _on_error(self, circ, command, now, effects):
+        """A refused request: fail the request waiting for it, if any; else
+        (a plain write, a subscription) hand the error to the face."""
         original = command.original_request
-        request = circ.requests.pop(original.parameter2, None)
+        kind = _REFUSED.get(original.command, f"command {original.command}")
+        request = None
+        if original.command in _AWAITED:
+            request = circ.requests.get(original.parameter2)
+            if request is not None and request.kind != kind:
+                request = None           # an ioid of another kind: not ours
+        entry = request.entry if request is not None else \
+            circ.entries.get(command.cid)
+        name = repr(entry.name) if entry is not None else \
+            f"channel cid={command.cid}"
+        status = command.status
+        error = ErrorResponseReceived(
+            f"{kind} of {name} refused by {circ.peer}: "
+            f"{getattr(status, 'description', status)} "
+            f"({getattr(status, 'name', status)}; server context "
+            f"{command.error_message!r})")
+        error.status = status
         if request is not None:
-            effects.append(RequestFailed(request, ErrorResponseReceived(
-                f"{request.kind} of {request.entry.name!r} refused by "
-                f"{circ.peer}: {command.error_message} ({command.status!r})")))
+            del circ.requests[original.parameter2]
+            effects.append(RequestFailed(request, error))
+        else:
+            effects.append(ServerError(entry, command, error))
 
     def _on_echo(self, circ, command, now, effects):
         circ.echo_sent = None

@@ -16,7 +16,7 @@ __all__ = (
     "SendDatagram", "SendBuffers", "OpenCircuit", "CloseCircuit",
     "ChannelConnected", "ChannelDisconnected", "AccessRightsChanged",
     "ReadDone", "WriteDone", "RequestFailed", "SubscriptionData",
-    "BeaconAnomaly", "DisconnectedError", "resolve_data_type",
+    "BeaconAnomaly", "ServerError", "DisconnectedError", "resolve_data_type",
     "describe_address", "status_ok",
     "SEARCHING", "CONNECTING", "CONNECTED", "CLOSED",
 )
@@ -47,6 +47,11 @@ WriteDone = _effect("WriteDone", "request command")
 RequestFailed = _effect("RequestFailed", "request error")
 SubscriptionData = _effect("SubscriptionData", "subscription command")
 BeaconAnomaly = _effect("BeaconAnomaly", "address")
+#: An ErrorResponse no pending request waits for: the server refused a plain
+#: write (WriteRequest has no answer otherwise) or a subscription.  `entry`
+#: is None when the channel is no longer known; `error` is an
+#: ErrorResponseReceived naming the PV, the server and the ECA status.
+ServerError = _effect("ServerError", "entry command error")
 
 
 class DisconnectedError(CaprotoError):

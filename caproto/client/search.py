@@ -9,6 +9,10 @@ Invariants:
   SEARCH_FIRST_RETRY and doubles up to EPICS_CA_MAX_SEARCH_PERIOD; it is
   reset only when the name starts searching afresh (added, or its server
   went away) or a beacon anomaly says a server (re)appeared.
+- A name is searched for only in rounds (``due``): each round sends it
+  once to every destination.  Its heap item is live only while its time
+  equals ``entry.next_search``, so moving a search (``bring_forward``)
+  never makes it go out twice.
 - Nothing here touches sockets or clocks: times come in as ``now``.
 """
 import heapq
@@ -72,14 +76,30 @@ class SearchScheduler:
         for entry in list(self.searching.values()):
             self.schedule(entry, now, reset=True)
 
+    def bring_forward(self, now):
+        """Make the next round of every name not found due now (a name
+        server connected); ids and back-off intervals stay as they are."""
+        for entry in self.searching.values():
+            if entry.next_search > now:
+                entry.next_search = now
+                heapq.heappush(self._heap, (now, next(self._seq), entry,
+                                            entry.search_cid))
+
+    @staticmethod
+    def _stale(item):
+        when, _seq, entry, cid = item
+        return (entry.search_cid != cid or entry.state is not SEARCHING
+                or when != entry.next_search)
+
     def due(self, now):
         """SearchRequests due by `now`; their next retries are scheduled."""
         heap, requests = self._heap, []
         while heap and heap[0][0] <= now + SEARCH_BATCH_WINDOW \
                 and len(requests) < SEARCH_NAMES_PER_ROUND:
-            _when, _seq, entry, cid = heapq.heappop(heap)
-            if entry.search_cid != cid or entry.state is not SEARCHING:
-                continue                          # stale heap item
+            item = heapq.heappop(heap)
+            if self._stale(item):
+                continue
+            entry, cid = item[2], item[3]
             requests.append(self.request(entry))
             entry.search_attempts += 1
             entry.search_interval = min(
@@ -90,10 +110,6 @@ class SearchScheduler:
                                   cid))
         self.backlog = bool(heap) and heap[0][0] <= now
         return requests
-
-    def pending(self):
-        """SearchRequests for every name not found yet (for a name server)."""
-        return [self.request(entry) for entry in self.searching.values()]
 
     @staticmethod
     def request(entry):
@@ -120,8 +136,8 @@ class SearchScheduler:
 
     def next_deadline(self):
         heap = self._heap
-        while heap and heap[0][2].search_cid != heap[0][3]:
-            heapq.heappop(heap)                   # stale item
+        while heap and self._stale(heap[0]):
+            heapq.heappop(heap)
         if self.backlog:
             return 0.0
         return heap[0][0] if heap else None

@@ -99,6 +99,7 @@ def value_format(args):
                        round_format=getattr(args, "round_format", None),
                        int_format=getattr(args, "int_format", None),
                        char_as_string=getattr(args, "char_as_string", False),
+                       count_given=bool(getattr(args, "count", None)),
                        separator=getattr(args, "separator", " "))
 
 

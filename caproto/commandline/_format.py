@@ -20,7 +20,7 @@ from .._dbr import AlarmSeverity, AlarmStatus, ChannelType, native_type
 
 __all__ = ("parse_dbr_type", "type_name", "field_type_name", "ValueFormat",
            "format_values", "format_line", "format_detailed", "format_custom",
-           "format_timestamp", "alarm_names", "FORMAT_FIELDS")
+           "format_timestamp", "unix_stamp", "alarm_names", "FORMAT_FIELDS")
 
 NAME_WIDTH = 30
 FORMAT_FIELDS = ("pv_name", "value", "count", "timestamp", "status",
@@ -75,17 +75,19 @@ class ValueFormat:
     float_format: None (%g) or 'e'/'f'/'g' with `digits`; round_format: None
     or 'x'/'o'/'b' (round doubles to long, caget -lx/-lo/-lb);
     int_format: None or 'x'/'o'/'b' (caget -0x/-0o/-0b); char_as_string:
-    caget -S; separator: caget -F.
+    caget -S (as caget, only for a -# count or more than one element);
+    count_given: -# was given; separator: caget -F.
     """
 
     def __init__(self, float_format=None, digits=None, round_format=None,
                  int_format=None, char_as_string=False, separator=" ",
-                 enum_strings=None, encoding="latin-1"):
+                 enum_strings=None, encoding="latin-1", count_given=False):
         self.float_format = float_format
         self.digits = digits
         self.round_format = round_format
         self.int_format = int_format
         self.char_as_string = char_as_string
+        self.count_given = count_given
         self.separator = separator
         self.enum_strings = enum_strings
         self.encoding = encoding
@@ -120,12 +122,18 @@ def _text(item, encoding):
     return str(item)
 
 
+def _char_string(data, data_type, fmt):
+    """caget -S applies to a char array of several elements (or -# N)."""
+    return (fmt.char_as_string and native_type(data_type) == ChannelType.CHAR
+            and (fmt.count_given or len(data) > 1))
+
+
 def format_values(data, data_type, fmt):
     """The elements of `data` (decoded payload) as a list of strings."""
     native = native_type(data_type)
     if native == ChannelType.STRING:
         return [_text(item, fmt.encoding) for item in data]
-    if native == ChannelType.CHAR and fmt.char_as_string:
+    if _char_string(data, data_type, fmt):
         raw = bytes(int(v) & 0xFF for v in data)
         return [raw.split(b"\0", 1)[0].decode(fmt.encoding, "replace")]
     if native == ChannelType.ENUM and fmt.enum_strings:
@@ -142,7 +150,7 @@ def format_values(data, data_type, fmt):
 def format_value_field(data, data_type, fmt, count=None):
     """caget's value column: one element as is; arrays as 'count v1 v2 ...'."""
     items = format_values(data, data_type, fmt)
-    as_string = native_type(data_type) == ChannelType.CHAR and fmt.char_as_string
+    as_string = _char_string(data, data_type, fmt)
     if count is None:
         count = len(data)
     if count <= 1 or as_string:
@@ -169,22 +177,31 @@ class Stamp(datetime.datetime):
         return self.__format__("")
 
 
-def stamp_of(metadata):
-    """The local-time Stamp of `metadata`, microseconds rounded half up
-    from the integer nanoseconds (exact, unlike a float timestamp)."""
-    seconds = getattr(metadata, "secondsSinceEpoch", None)
-    if seconds is None:
-        return None
-    micro = (int(metadata.nanoSeconds) + 500) // 1000
-    seconds = int(seconds) + EPICS_EPOCH + micro // 1000000
-    when = datetime.datetime.fromtimestamp(seconds)
+def unix_stamp(seconds, nanoseconds):
+    """The local-time Stamp of Unix `seconds` + `nanoseconds`, microseconds
+    rounded half up from the integers (exact, unlike a float timestamp)."""
+    micro = (int(nanoseconds) + 500) // 1000
+    when = datetime.datetime.fromtimestamp(int(seconds) + micro // 1000000)
     return Stamp(*when.timetuple()[:6], micro % 1000000)
 
 
+def stamp_of(metadata):
+    """The local-time Stamp of `metadata` (None if it has no time stamp)."""
+    seconds = getattr(metadata, "secondsSinceEpoch", None)
+    if seconds is None:
+        return None
+    return unix_stamp(int(seconds) + EPICS_EPOCH, metadata.nanoSeconds)
+
+
 def format_timestamp(metadata):
-    """Local time with microseconds, as caget -a prints it ('' if none)."""
+    """Local time with microseconds, as caget -a prints it ('' if none;
+    '<undefined>' for the all-zero stamp of a record never processed)."""
     stamp = stamp_of(metadata)
-    return "" if stamp is None else format(stamp)
+    if stamp is None:
+        return ""
+    if not metadata.secondsSinceEpoch and not metadata.nanoSeconds:
+        return "<undefined>"
+    return format(stamp)
 
 
 def alarm_names(metadata):
@@ -211,11 +228,12 @@ def _severity_name(severity):
     return name if severity == 0 else name.replace("_ALARM", "")
 
 
-def format_line(name, response, fmt, mode="plain"):
+def format_line(name, response, fmt, mode="plain", stamp=None):
     """One caget/camonitor line for a ReadNotify/EventAdd response.
 
     mode: 'plain' (name value), 'terse' (value), 'wide' (name timestamp
-    value status severity).
+    value status severity); `stamp` replaces the wide time column's text
+    (camonitor -t).
     """
     count = len(response.data) if hasattr(response.data, "__len__") else 1
     value = format_value_field(response.data, response.data_type, fmt, count)
@@ -227,7 +245,13 @@ def format_line(name, response, fmt, mode="plain"):
         return head + value
     metadata = response.metadata
     status, severity = alarm_names(metadata) if metadata is not None else ("", "")
-    return head + sep.join([format_timestamp(metadata), value, status, severity])
+    if stamp is None:
+        stamp = format_timestamp(metadata)
+    # With no element there is no value field at all, not an empty one
+    # (unless -S prints the empty string).
+    values = [value] if count or _char_string(response.data,
+                                              response.data_type, fmt) else []
+    return head + sep.join([stamp, *values, status, severity])
 
 
 def _limit(value, native):

@@ -5,6 +5,11 @@
 All PVs are searched for together; each is then read once.  A PV that does
 not connect or cannot be read gets one line on stderr and the exit status
 becomes 1; the others are still printed.
+
+Like caget, a plain read asks for the channel's full element count (or
+-# N of them), while -c (caget's ca_get_callback) asks for the server's
+current count, so a waveform prints only its NORD elements.  Both wait
+for the server's ReadNotify answer.
 """
 import argparse
 import sys
@@ -25,8 +30,9 @@ def build_parser():
     parser.add_argument("pv_names", nargs="+", metavar="PV")
     add_common_options(parser)
     parser.add_argument("-c", "--callback", action="store_true",
-                        help="accepted for caget compatibility (reads always "
-                        "wait for the server's answer)")
+                        help="asynchronous get as caget -c: ask for the "
+                        "current (dynamic) element count and wait for the "
+                        "answer")
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument("-t", "--terse", action="store_true",
                         help="print only the value")
@@ -59,8 +65,12 @@ def request_type(entry, args):
 
 
 def request_count(entry, args):
+    """caget's count: -# N capped at the channel's; without -# the full
+    count, or with -c 0 (the server's current count)."""
     native = entry.native_data_count or 1
-    return native if args.count is None else max(1, min(args.count, native))
+    if not args.count:
+        return 0 if args.callback else native
+    return min(args.count, native)
 
 
 def render(session, name, entry, response, args, fmt):

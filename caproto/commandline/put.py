@@ -4,9 +4,14 @@
     caproto-put -a PV COUNT V1 V2 ...       (an array)
     caproto-put -S PV "some long text"      (a string into a char array)
 
-Every put asks for the server's completion notice, so a refused put (a
-read-only field, a value out of range) is reported; only -c makes a put
-that is still running at the timeout an error.
+As with caput, a put is a plain write (WriteRequest) unless -c asks for
+the server's completion notice (WriteNotify, waited for up to -w).  A
+refused put is reported either way: the server answers a refused plain
+write with an ErrorResponse, which arrives before the answer to the read
+that prints "New :".  Output follows caput: "Old :" is printed before the
+put; a put refused without -c still prints "New :" (the unchanged value).
+The refusal (caput's ECA message, e.g. "Channel write request failed")
+is one line on stderr, and the exit status is 1.
 Values are converted to the PV's native type here, with epics-base's rules
 (caproto._convert), so "abc" for a double fails before anything is sent.
 An enum takes one of its state names or, failing that, an index.
@@ -16,8 +21,7 @@ import sys
 
 from .._convert import convert_values, string_to_char_array
 from .._dbr import AccessRights, ChannelType, native_type, promote_type
-from .._errors import (CaprotoConversionError, CaprotoError,
-                       CaprotoTimeoutError, CaprotoValueError)
+from .._errors import CaprotoConversionError, CaprotoError, CaprotoValueError
 from ..sync.client import Session, read_entry, write_entry
 from ._args import add_common_options, configure_logging, run_main, value_format
 from ._format import format_line
@@ -115,18 +119,18 @@ def _read_for_display(session, entry, args):
                       args.timeout, force_int_enums=True)
 
 
-def _write(session, entry, data, data_type, args):
-    """Write with a completion notice, so a refused put is reported.
+def _check_write_access(entry):
+    """caput's client-side refusal (ca_array_put: ECA_NOWTACCESS)."""
+    if entry.access_rights is not None and \
+            not entry.access_rights & AccessRights.WRITE:
+        raise CaprotoError(
+            f"write to {entry.name!r} on {entry.server[0]}:{entry.server[1]} "
+            "refused: Write access denied (ECA_NOWTACCESS: the server grants "
+            "this client read access only)")
 
-    With -c a put not completed within the timeout is an error; without
-    it the tool goes on (as caput, which does not wait at all).
-    """
-    try:
-        write_entry(session, entry, data, notify=True, data_type=data_type,
-                    timeout=args.timeout)
-    except CaprotoTimeoutError:
-        if args.callback:
-            raise
+
+def _print(line):
+    print(line, flush=True)
 
 
 def main(argv=None):
@@ -142,21 +146,23 @@ def _main(argv):
         [entry] = session.connect_all([args.pv_name], args.priority, args.timeout)
         if not entry.connected:
             raise session.core.timeout_error(entry, "connecting to", args.timeout)
-        if entry.access_rights is not None and \
-                not entry.access_rights & AccessRights.WRITE:
-            raise CaprotoError(f"{args.pv_name!r} on {entry.server[0]}:"
-                               f"{entry.server[1]} is read-only (no write access)")
         data, data_type = prepare(session, entry, args)
-        old = None
         if not args.terse:
             old = _read_for_display(session, entry, args)
-        _write(session, entry, data, data_type, args)
+            _print("Old : " + format_line(args.pv_name, old, fmt, mode))
+        _check_write_access(entry)
+        write_entry(session, entry, data, notify=args.callback,
+                    data_type=data_type, timeout=args.timeout)
+        # Read back on the same circuit: a refusal of the plain write
+        # arrives before this answer.
         new = _read_for_display(session, entry, args)
+        refused = session.take_server_errors(entry)
     if args.terse:
-        print(format_line(args.pv_name, new, fmt, "terse"))
+        _print(format_line(args.pv_name, new, fmt, "terse"))
     else:
-        print("Old : " + format_line(args.pv_name, old, fmt, mode))
-        print("New : " + format_line(args.pv_name, new, fmt, mode))
+        _print("New : " + format_line(args.pv_name, new, fmt, mode))
+    if refused:
+        raise refused[0].error
     return 0
 
 

@@ -13,6 +13,11 @@ The logger ``caproto.sync.wire`` records every command sent and received
 Beyond caproto's documented functions, ``Session`` (several PVs on one set
 of sockets, used by the command-line tools) with ``read_entry`` and
 ``write_entry`` is available for callers that need more than one call.
+
+A plain write (``notify=False``) has no answer unless the server refuses
+it: ``write`` and ``read_write_read`` wait one read round trip and raise
+the refusal (ErrorResponseReceived naming PV, server and ECA status);
+``block`` logs a refused subscription at ERROR.
 """
 import logging
 import selectors
@@ -101,6 +106,10 @@ class Session:
         self.udp.setblocking(False)
         self.selector.register(self.udp, selectors.EVENT_READ, None)
         self.sockets = {}             # CircuitKey -> socket
+        #: ServerError effects (refused plain writes...) not yet taken;
+        #: with ``on_server_error`` set, each is passed to it instead.
+        self.server_errors = []
+        self.on_server_error = None
         self.wire = _WireLog() if wire_logger.isEnabledFor(logging.DEBUG) else None
         if repeater:
             self.apply([self.core.repeater_registration(time.monotonic())])
@@ -179,6 +188,20 @@ class Session:
     def _failed(self, effect):
         effect.request.owner.error = effect.error
 
+    def _server_error(self, effect):
+        if self.on_server_error is not None:
+            self.on_server_error(effect)
+        else:
+            self.server_errors.append(effect)
+
+    def take_server_errors(self, entry):
+        """The refusals of requests on `entry` no one waited for, oldest
+        first (a plain write's); they are removed from the session."""
+        mine = [e for e in self.server_errors if e.entry is entry]
+        self.server_errors = [e for e in self.server_errors
+                              if e.entry is not entry]
+        return mine
+
     def _event(self, effect):
         effect.subscription.owner._process(effect.command)
 
@@ -187,6 +210,7 @@ class Session:
         _core.OpenCircuit: _open, _core.CloseCircuit: _close_socket,
         _core.ReadDone: _done, _core.WriteDone: _done,
         _core.RequestFailed: _failed, _core.SubscriptionData: _event,
+        _core.ServerError: _server_error,
     }
 
     # -- the loop ----------------------------------------------------------
@@ -368,9 +392,11 @@ def write(pv_name, data, notify=False, data_type=None, metadata=None,
         result = write_entry(session, entry, data, notify, data_type, metadata,
                         timeout)
         if not notify:
-            # A plain write has no answer: an echo round trip makes sure the
-            # server has the request before the circuit closes.
+            # A plain write has no answer: a read round trip makes sure the
+            # server has handled it (and any refusal has arrived) before
+            # the circuit closes.
             _flush(session, entry, timeout)
+            _raise_refusal(session, entry)
         return result
 
 
@@ -380,6 +406,13 @@ def _flush(session, entry, timeout):
                      timeout)
     except CaprotoError:
         pass
+
+
+def _raise_refusal(session, entry):
+    """Raise the server's refusal of a plain write on `entry`, if any."""
+    refused = session.take_server_errors(entry)
+    if refused:
+        raise refused[0].error
 
 
 def read_write_read(pv_name, data, notify=False, data_type=None,
@@ -396,6 +429,7 @@ def read_write_read(pv_name, data, notify=False, data_type=None,
         written = write_entry(session, entry, data, notify, None, metadata, timeout)
         final = read_entry(session, entry, data_type, None, timeout, True,
                       force_int_enums)
+        _raise_refusal(session, entry)
         return initial, written, final
 
 
@@ -468,6 +502,7 @@ def block(*subscriptions, duration=None, timeout=1, force_int_enums=False,
     for sub in subscriptions:
         sub.interrupted = False
     with Session(repeater) as session:
+        session.on_server_error = lambda effect: logger.error("%s", effect.error)
         now = time.monotonic()
         entries = []
         for sub in subscriptions:

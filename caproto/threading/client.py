@@ -16,6 +16,10 @@ Invariants:
   are asked to pause events (EventsOff) until the backlog drains; servers
   then keep only each subscription's latest value (libca does the same), so
   reads keep flowing and the newest value always arrives.
+- A request the server refuses with no one waiting for the answer (a plain
+  write, ``PV.write(..., wait=False)``; a subscription) is logged at ERROR
+  on ``caproto.threading.client``, naming the PV, server and ECA status:
+  caproto documents no callback for it, and it must not pass silently.
 """
 import collections
 import logging
@@ -263,6 +267,8 @@ class SharedBroadcaster:
                 pv = effect.entry.owner
                 if pv is not None:
                     pv._core_event(effect)
+            elif kind is _core.ServerError:
+                logger.error("%s", effect.error)
             elif kind is _core.BeaconAnomaly:
                 logger.debug("beacon anomaly from %s: searching again",
                              effect.address)

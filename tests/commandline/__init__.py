@@ -5,8 +5,10 @@ before the package is installed; the epics-base tools (caget, caput,
 camonitor) come from PATH.  Every run is bounded in time.
 """
 import os
+import signal
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,3 +54,28 @@ def run_epics(program, *args, timeout=20, env=None):
     environment = dict(os.environ, **(env or {}))
     return subprocess.run([program, *args], capture_output=True, text=True,
                           timeout=timeout, env=environment)
+
+
+def run_camonitor(*args, seconds=3.0):
+    """camonitor runs until interrupted: its stdout lines after `seconds`."""
+    proc = subprocess.Popen(["camonitor", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out.splitlines()
+
+
+def start_ioc(where, db_text=STATIC_DB):
+    """A softIoc serving `db_text` on the session's EPICS_CA_SERVER_PORT
+    (for module-scoped fixtures; the caller stops it)."""
+    from tests.peers import SoftIoc
+    db = os.path.join(str(where), "cli.db")
+    with open(db, "w") as f:
+        f.write(db_text)
+    return SoftIoc(db, int(os.environ["EPICS_CA_SERVER_PORT"]),
+                   os.path.join(str(where), "ioc.log"))

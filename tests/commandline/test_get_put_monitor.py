@@ -5,13 +5,10 @@ records and compares the output line by line; values are also checked
 against pyepics (libca) where it reads the same thing.
 """
 import os
-import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.commandline import STATIC_DB, run_epics, run_tool
+from tests.commandline import STATIC_DB, run_camonitor, run_epics, run_tool
 
 pytestmark = pytest.mark.network
 
@@ -171,26 +168,12 @@ def test_put_errors_one_line_and_failure(ioc, args, names):
 
 # -- caproto-monitor -----------------------------------------------------------
 
-def _camonitor(*args, seconds=3.0):
-    """camonitor runs until killed: collect what it printed meanwhile."""
-    proc = subprocess.Popen(["camonitor", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out.splitlines()
-
-
 @pytest.mark.parametrize("args", [
     ["CLI:ai", "CLI:mbbi", "CLI:wf", "CLI:stringin"],
     ["-n", "CLI:mbbi"], ["-F", "|", "CLI:ai", "CLI:wf"], ["-S", "CLI:chars"],
 ], ids=lambda a: " ".join(a))
 def test_monitor_first_updates_match_camonitor(ioc, args):
-    theirs = _camonitor("-w", "5", *args)
+    theirs = run_camonitor("-w", "5", *args)
     ours = run_tool("monitor", "-w", "5", "--duration", "3", *args)
     assert ours.returncode == 0, ours.stderr
     assert sorted(ours.stdout.splitlines()) == sorted(theirs)
