@@ -205,6 +205,7 @@ class Context(common.Context):
             async_lib = AsyncioAsyncLayer()
             for hook in sockets.start_hooks(self, startup_hook):
                 self._spawn(hook(async_lib), f"hook {hook!r}")
+            self.freeze_startup_heap()
             await self._stopping.wait()
         finally:
             for task in list(self._tasks):

@@ -101,6 +101,7 @@ class Context(common.Context):
             for hook in sockets.start_hooks(self, startup_hook):
                 tasks.append(await curio.spawn(self._guard(hook(async_lib), hook),
                                                daemon=True))
+            self.freeze_startup_heap()
             await self._stopping.wait()
         finally:
             for task in tasks:

@@ -10,6 +10,7 @@ Invariants:
   for a name we do not serve gets an answer only when the client asked for
   one (DO_REPLY), as rsrv does.
 """
+import gc
 import logging
 import weakref
 
@@ -71,6 +72,27 @@ class Context:
         self.log = log
         self._beacon_id = 0
         self._search_answers = {}         # interface -> SearchAnswers
+
+    #: ``freeze_startup_heap`` freezes when the pvdb holds at least this many
+    #: PVs (None: never); a class attribute so an application can change it.
+    freeze_heap_from = 1000
+
+    def freeze_startup_heap(self):
+        """Exempt what exists when serving starts from the cyclic collector.
+
+        A layer's ``run`` calls this once it serves.  The pvdb lives as long
+        as the server, yet every full collection would walk all of it: with
+        10,000 PVs that is a ~55 ms pause in the middle of serving (measured
+        during a 10,000-channel connect).  ``gc.freeze`` moves the objects
+        alive now to a generation the collector skips; reference counting
+        still frees them.  Cyclic garbage among them is kept until
+        ``gc.unfreeze()``: a PV removed later with cycles is not reclaimed.
+        A small pvdb costs little to walk, and the collection before the
+        freeze is not free, so only a large one is frozen.
+        """
+        if self.freeze_heap_from is not None and len(self.pvdb) >= self.freeze_heap_from:
+            gc.collect()           # garbage would be frozen too
+            gc.freeze()
 
     def __repr__(self):
         return (f"<{type(self).__name__} interfaces={self.interfaces} "

@@ -120,6 +120,7 @@ class Context(common.Context):
                 async_lib = TrioAsyncLayer()
                 for hook in sockets.start_hooks(self, startup_hook):
                     nursery.start_soon(self._guard, functools.partial(hook, async_lib))
+                self.freeze_startup_heap()
                 await self._stopping.wait()
                 nursery.cancel_scope.cancel()
         finally:
