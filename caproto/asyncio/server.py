@@ -15,7 +15,6 @@ __all__ = ("Context", "VirtualCircuit", "AsyncioAsyncLayer", "AsyncioQueue",
            "start_server", "run")
 
 log = logging.getLogger("caproto.ctx")
-RECV_SIZE = 1 << 18
 VirtualCircuit = common.CircuitHandler
 
 
@@ -85,20 +84,18 @@ class AsyncioAsyncLayer(AsyncLibraryLayer):
 
 
 class _CircuitSender:
-    """A circuit's write side: sendmsg straight from our buffers.
+    """A circuit's socket, written with sendmsg straight from our buffers.
 
-    asyncio's transport would copy whatever the kernel does not take at once
-    (most of an 8 MB array) into its own buffer, and it refuses ``add_writer``
-    on its descriptor; so we write through a duplicate of the descriptor and
-    wait for writability on that, leaving the transport only the reading.
+    The layer owns its circuit sockets (no asyncio transport, which would
+    copy whatever the kernel does not take at once -- most of an 8 MB
+    array -- into its own buffer); a partial send waits for writability.
     `lock` keeps writes whole and in order (replies and events are written
-    by two tasks).  Closing it closes the duplicate: the peer sees the
-    connection end only once both descriptors are closed.
+    by two tasks).  ``close`` closes the socket.
     """
 
-    def __init__(self, loop, transport_socket):
+    def __init__(self, loop, sock):
         self._loop = loop
-        self._sock = transport_socket.dup()
+        self._sock = sock
         self._waiter = None
         self.lock = asyncio.Lock()
 
@@ -141,16 +138,6 @@ def _wake(waiter):
         waiter.set_result(None)
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, context, interface, reply_socket):
-        self.context, self.interface, self.reply_socket = (context, interface,
-                                                           reply_socket)
-
-    def datagram_received(self, data, address):
-        sockets.answer_datagram(self.context, self.reply_socket, data, address,
-                                self.interface)
-
-
 class Context(common.Context):
     """A CA server on asyncio: ``await ctx.run()``; ``ctx.stop()`` from any thread."""
 
@@ -160,8 +147,7 @@ class Context(common.Context):
         super().__init__(pvdb, interfaces)
         self._loop = None
         self._stopping = None
-        self._writers = {}
-        self._senders = {}
+        self._senders = {}              # CircuitHandler -> _CircuitSender
         self._tasks = set()
 
     def stop(self):
@@ -189,15 +175,14 @@ class Context(common.Context):
         replies = {}
         for sock, interface in udp_sockets:
             replies.setdefault(interface, sock)
-        transports, servers = [], []
         try:
+            # Our own readiness callback rather than a datagram transport:
+            # a burst of searches is answered in one wakeup of the loop.
             for sock, interface in udp_sockets:
-                transport, _ = await self._loop.create_datagram_endpoint(
-                    lambda i=interface: _UdpProtocol(self, i, replies[i]), sock=sock)
-                transports.append(transport)
+                self._loop.add_reader(sock.fileno(), sockets.answer_waiting_datagrams,
+                                      self, sock, replies[interface], interface)
             for sock in tcp_sockets:
-                servers.append(await asyncio.start_server(
-                    self._serve_circuit, sock=sock, limit=RECV_SIZE))
+                self._spawn(self._accept(sock), "accepting circuits")
             log.info("server on %s port %d (asyncio)", self.interfaces, self.port)
             if log_pv_names:
                 log.info(self.pv_names_text())
@@ -210,14 +195,13 @@ class Context(common.Context):
         finally:
             for task in list(self._tasks):
                 task.cancel()
-            for server in servers:
-                server.close()
-            for transport in transports:
-                transport.close()
+            for sock in tcp_sockets:
+                sock.close()
+            for sock, _interface in udp_sockets:
+                self._loop.remove_reader(sock.fileno())
+                sock.close()
             for sender in list(self._senders.values()):
                 sender.close()
-            for writer in list(self._writers.values()):
-                writer.close()
             beacon_socket.close()
             for hook in self.hooks("server_shutdown"):
                 try:
@@ -231,20 +215,26 @@ class Context(common.Context):
             sockets.send_beacons(self, sock)
             await asyncio.sleep(interval)
 
-    async def _serve_circuit(self, reader, writer):
-        transport_socket = writer.get_extra_info("socket")
-        sockets.configure_client_socket(transport_socket)
-        sender = _CircuitSender(self._loop, transport_socket)
-        wakeup = _Wakeup()
-        handler = self.new_circuit(writer.get_extra_info("peername")[:2], wakeup)
-        self._writers[handler] = writer
+    async def _accept(self, listener):
+        while True:
+            client, address = await self._loop.sock_accept(listener)
+            self._spawn(self._serve_circuit(client, address), f"circuit {address}")
+
+    async def _serve_circuit(self, client, address):
+        """One circuit: read with sock_recv (no stream buffer in between) and
+        hand each chunk to the core, then write what it queued."""
+        client.setblocking(False)
+        sockets.configure_client_socket(client)
+        sender = _CircuitSender(self._loop, client)
+        handler = self.new_circuit(address[:2], _Wakeup())
         self._senders[handler] = sender
         handler.drain = functools.partial(sender.flush, handler)
         events = asyncio.ensure_future(self._send_events(handler, sender))
+        recv = self._loop.sock_recv
         error = None
         try:
             while True:
-                data = await reader.read(handler.recv_size)
+                data = await recv(client, handler.recv_size)
                 if not data:
                     break
                 await handler.received(data)
@@ -253,15 +243,13 @@ class Context(common.Context):
                     await asyncio.sleep(0)   # a flooding client must not starve others
         except common.DroppedCircuit as exc:
             error = exc
-        except (ConnectionError, OSError, asyncio.CancelledError):
-            pass          # (a cancelled stream task upsets asyncio's callback)
+        except (ConnectionError, OSError):
+            pass
         finally:
             events.cancel()
-            self._writers.pop(handler, None)
             self._senders.pop(handler, None)
             await self.circuit_closed(handler, error)
             sender.close()
-            writer.close()
 
     async def _send_events(self, handler, sender):
         try:

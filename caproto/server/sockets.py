@@ -13,8 +13,9 @@ import socket
 from .._netifaces import broadcast_address_of
 
 __all__ = ("bind_udp_sockets", "bind_tcp_sockets", "make_beacon_socket",
-           "send_beacons", "answer_datagram", "start_hooks", "configure_client_socket",
-           "gather", "send_all", "CLIENT_RCVBUF")
+           "send_beacons", "answer_datagram", "answer_waiting_datagrams",
+           "start_hooks", "configure_client_socket", "gather", "send_all",
+           "CLIENT_RCVBUF")
 
 log = logging.getLogger("caproto.ctx")
 
@@ -118,6 +119,21 @@ def answer_datagram(context, reply_socket, data, address, interface):
             reply_socket.sendto(datagram, destination)
         except OSError as exc:
             log.debug("search reply to %s failed: %s", destination, exc)
+
+
+def answer_waiting_datagrams(context, sock, reply_socket, interface, limit=64):
+    """Answer up to `limit` datagrams already waiting on non-blocking `sock`:
+    the work of one readiness callback, so a burst of search datagrams costs
+    one wakeup of the loop, not one each."""
+    for _ in range(limit):
+        try:
+            data, address = sock.recvfrom(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:         # e.g. an ICMP error queued on the socket
+            log.debug("UDP receive on %s failed: %s", interface, exc)
+            return
+        answer_datagram(context, reply_socket, data, address, interface)
 
 
 def start_hooks(context, startup_hook=None):
