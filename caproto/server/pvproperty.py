@@ -62,9 +62,14 @@ class PVSpec(collections.namedtuple(
         return self._replace(**changes)
 
     def get_data_class(self, group=None):
-        """The PvpropertyData subclass this spec creates."""
-        return data_class_for(self.value, self.dtype, self.read_only,
-                              self.cls_kwargs or {})
+        """The PvpropertyData subclass this spec creates (with a record's own
+        value rules, e.g. mbbi/mbbo holding unnamed states)."""
+        cls = data_class_for(self.value, self.dtype, self.read_only,
+                             self.cls_kwargs or {})
+        if self.record:
+            from .records import record_data_class
+            cls = record_data_class(self.record, cls)
+        return cls
 
     def create(self, group, *, pvname, attr_name=None, alarm=None):
         """The PvpropertyData serving this spec in `group` under `pvname`."""

@@ -12,9 +12,11 @@ from .long_string import LongStringChannel
 from .record_types import RECORD_TYPES
 
 __all__ = ("RECORD_TYPES", "FieldDef", "LongStringChannel", "MenuChannel",
-           "RecordFields", "MENUS", "get_record_class", "make_record_fields", "records")
+           "RecordFields", "MENUS", "get_record_class", "make_record_fields",
+           "record_data_class", "records")
 
 records = RECORD_TYPES      # the name caproto code looks up
+_DATA_CLASSES = {}          # (mixin, data class) -> the class with the mixin
 
 
 def get_record_class(record_type):
@@ -29,3 +31,17 @@ def get_record_class(record_type):
 def make_record_fields(record_type, data):
     """The fields of a `record_type` record whose VAL is `data`."""
     return get_record_class(record_type)(data)
+
+
+def record_data_class(record_type, cls):
+    """The data class for the VAL of a `record_type` record: `cls`, or `cls`
+    with the record type's ``data_mixin`` (made once per pair) when `cls`
+    is the kind the mixin is for (mbbi/mbbo: a ChannelEnum)."""
+    mixin = get_record_class(record_type).data_mixin
+    if mixin is None or not issubclass(cls, mixin.applies_to):
+        return cls
+    key = (mixin, cls)
+    if key not in _DATA_CLASSES:
+        _DATA_CLASSES[key] = type(cls.__name__, (mixin, cls),
+                                  {"__module__": cls.__module__, "__doc__": cls.__doc__})
+    return _DATA_CLASSES[key]

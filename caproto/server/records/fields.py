@@ -18,6 +18,9 @@ Invariants:
   processing ``field_value(name)`` already gives the value being written.
 - Every field has the DBF type epics-base serves it with (checked against a
   softIoc in tests/server/test_records_libca.py).
+- A field's STS/TIME/STSACK reads carry the record's alarm and timestamp,
+  not the field's own (``alarm_source``), as dbGet of any field of a record
+  does; PUT_ACKT/PUT_ACKS on a field acknowledge the record's alarm.
 """
 import collections
 
@@ -123,6 +126,10 @@ class _FieldMixin:
         value = await super().verify_value(value)
         return await self.record_fields.field_written(self.field_name, value)
 
+    def alarm_source(self):
+        """A field reports (and acknowledges) its record's alarm and timestamp."""
+        return self.record_fields.data
+
 
 def _field_class(base):
     return type(f"Field{base.__name__[len('Channel'):]}", (_FieldMixin, base), {})
@@ -177,6 +184,7 @@ class RecordFields:
 
     record_type = None
     field_defs = ()
+    data_mixin = None         # mixed into the VAL data class (record_data_class)
     clamp_to_drive_limits = False
     min_states = 0
     val_string_size = 0       # VAL's epics-base size when VAL is a string (VAL$)

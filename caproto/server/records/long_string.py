@@ -4,7 +4,8 @@ Invariants:
 - The channel holds no state of its own that can drift: its text is its
   source's (a field's ChannelString, or the record itself for ``VAL$`` of
   stringin/stringout), copied in whenever the source publishes, with the
-  source's timestamp.  Writes go to the source, so the record's rules
+  source's timestamp; reads report the source's alarm and timestamp (the
+  record's, for a field or VAL).  Writes go to the source, so the record's rules
   (length, read-only, putter, processing) apply and the source's publish
   is what updates the ``$`` channel's subscribers -- once.
 - Native type DBF_CHAR, element count = the epics-base field size (text
@@ -42,9 +43,12 @@ class LongStringChannel(ChannelChar):
         raw = source.value.encode(source.string_encoding)[:size - 1]
         return raw.decode(source.string_encoding, "ignore")
 
-    # Access rights and access security are the source's.
+    # Access rights, access security, alarm and timestamp are the source's.
     def check_access(self, hostname, username):
         return self.source.check_access(hostname, username)
+
+    def alarm_source(self):
+        return self.source.alarm_source()
 
     access_security = property(lambda self: getattr(self.source, "access_security", None))
     record_fields = property(lambda self: getattr(self.source, "record_fields", None))

@@ -4,11 +4,12 @@ Each record type is a RecordFields subclass whose ``field_defs`` list the
 fields with the DBF types epics-base serves (ULONG fields travel as DOUBLE,
 menus as ENUM, links as STRING; string and link fields also as ``FIELD$``).
 Fields not listed here are not served.  bi/bo/mbbi/mbbo compute their state
-alarms (state_alarms.py).
+alarms (state_alarms.py); mbbi/mbbo VAL also holds unnamed states (multibit.py).
 """
 from ..._data import ChannelEnum
 from .calc import evaluate
 from .fields import RecordFields, field_def as F, native_kind, scan_choice
+from .multibit import UnnamedStates
 from .state_alarms import StateAlarms, state_index
 
 __all__ = ("RECORD_TYPES",)
@@ -217,6 +218,7 @@ class _MultibitFields(StateAlarms, RecordFields):
     state_severity_fields = tuple(f"{state}SV" for state in _STATES)
     unknown_severity_field = "UNSV"
     cos_sticks = True
+    data_mixin = UnnamedStates        # VAL may hold any index 0..65535
 
 
 class BiFields(_BinaryFields):
@@ -233,6 +235,7 @@ class MbbiFields(_MultibitFields):
 
 
 class MbboFields(_MultibitFields):
+    invalid_past_slots = True
     field_defs = COMMON + _multibit() + _output("LONG")
 
 

@@ -14,7 +14,11 @@ Invariants:
   holds until the value returns to LALM or a state alarm at least as
   severe takes over (what a softIoc does).
 - With every state severity and COSV at NO_ALARM, an alarm that IOC code
-  set stays; one this module raised (STATE/COS) is cleared.
+  set stays; one this module raised (STATE/COS, mbbo's SOFT) is cleared.
+- An mbbi/mbbo index past FFST (they may hold any 0..65535, multibit.py)
+  raises STATE with UNSV; an mbbo with states defined first raises SOFT
+  INVALID for it (its convert step cannot find a raw value), so UNSV never
+  shows there -- both checked against a softIoc in test_mbb_unsv.py.
 """
 from ..._data import ChannelEnum
 from ..._dbr import AlarmSeverity, AlarmStatus
@@ -26,9 +30,13 @@ _OURS = (AlarmStatus.STATE, AlarmStatus.COS)
 
 
 def state_index(data, value=None):
-    """The state number of `value` (default: VAL), or None for a value that
-    is no state (UNSV).  A ChannelEnum without state strings holds "": 0."""
+    """The state number of `value` (default: VAL): its index among the state
+    strings, or the index itself for an unnamed state an mbbi/mbbo holds
+    (records/multibit.py); None for a value that is no state.  A ChannelEnum
+    without state strings holds "": 0."""
     value = data.value if value is None else value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     strings = data.enum_strings
     if not strings:
         return 0
@@ -38,16 +46,19 @@ def state_index(data, value=None):
 class StateAlarms:
     """Mixin for RecordFields: ``state_severity_fields`` name the severity
     field of each state (ZSV, OSV / ZRSV..FFSV), ``unknown_severity_field``
-    the one for a value with no state, ``cos_sticks`` picks the mbbi/mbbo
-    LALM rule."""
+    the one for an index past them, ``cos_sticks`` picks the mbbi/mbbo LALM
+    rule, ``invalid_past_slots`` the mbbo rule that an index past FFST with
+    states defined cannot be output (SOFT, INVALID, raised before STATE)."""
 
     state_severity_fields = ()
     unknown_severity_field = None
     cos_sticks = False
+    invalid_past_slots = False
 
     def __init__(self, data):
         super().__init__(data)
         self._last_alarmed = None
+        self._last_raised = None          # the status state_alarm last raised
         if isinstance(data, ChannelEnum):
             self._last_alarmed = state_index(data)
             # ChannelData.write asks _limit_alarm(value) for the alarm a
@@ -68,6 +79,9 @@ class StateAlarms:
         """The alarm fields `value` earns ({} to leave IOC code's alarm alone)."""
         index = state_index(self.data, value)
         status, severity = AlarmStatus.NO_ALARM, AlarmSeverity.NO_ALARM
+        if (self.invalid_past_slots and index is not None
+                and index >= len(self.state_severity_fields) and self._states_defined()):
+            status, severity = AlarmStatus.SOFT, AlarmSeverity.INVALID_ALARM
         state_severity = self._state_severity(index)
         if state_severity > severity:
             status, severity = AlarmStatus.STATE, state_severity
@@ -79,9 +93,17 @@ class StateAlarms:
             if not (raised and self.cos_sticks):
                 self._last_alarmed = index
         configured = any(self._severity(name) for name in self._severity_names())
-        if not configured and self.data.alarm.status not in _OURS:
+        current = self.data.alarm.status
+        if (not configured and severity == AlarmSeverity.NO_ALARM
+                and current not in _OURS and current != self._last_raised):
             return {}
+        self._last_raised = status if severity else None
         return {"status": status, "severity": severity, "alarm_string": ""}
+
+    def _states_defined(self):
+        """epics-base's SDEF: some state has a string or a nonzero value."""
+        return any(self.field_value(f"{name[:2]}ST") or self.field_value(f"{name[:2]}VL")
+                   for name in self.state_severity_fields)
 
     def _severity_names(self):
         names = list(self.state_severity_fields) + ["COSV"]
