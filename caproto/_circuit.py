@@ -96,6 +96,11 @@ class VirtualCircuit:
         self.channels_sid = {}      # sid -> channel
         self.event_add_commands = {}  # subscriptionid -> EventAddRequest
         self._ioids = {}            # ioid -> pending request
+        # sid -> ioids / subscriptionids on that channel, so closing one of
+        # 10,000 channels does not scan every pending request (it did: a
+        # client clearing 10,000 monitored channels stalled a server ~7 s).
+        self._ioids_of = {}
+        self._subs_of = {}
         self._cancelling = set()    # subscriptionids with EventCancel sent
         self._echoes_pending = 0
         self._counters = {"cid": 0, "ioid": 0, "subscriptionid": 0}
@@ -176,6 +181,8 @@ class VirtualCircuit:
         self.event_add_commands.clear()
         self._cancelling.clear()
         self._ioids.clear()
+        self._ioids_of.clear()
+        self._subs_of.clear()
 
     # -- ids -------------------------------------------------------------
 
@@ -240,13 +247,32 @@ class VirtualCircuit:
         self.channels.pop(channel.cid, None)
         if channel.sid is not None and self.channels_sid.get(channel.sid) is channel:
             del self.channels_sid[channel.sid]
-        for ioid, request in list(self._ioids.items()):
-            if request.sid == channel.sid:
-                del self._ioids[ioid]
-        for subid, request in list(self.event_add_commands.items()):
-            if request.sid == channel.sid:
-                del self.event_add_commands[subid]
-                self._cancelling.discard(subid)
+        for ioid in self._ioids_of.pop(channel.sid, ()):
+            del self._ioids[ioid]
+        for subid in self._subs_of.pop(channel.sid, ()):
+            del self.event_add_commands[subid]
+            self._cancelling.discard(subid)
+
+    # pending requests and subscriptions, indexed by sid as well
+
+    def _add_ioid(self, request):
+        self._ioids[request.ioid] = request
+        self._ioids_of.setdefault(request.sid, set()).add(request.ioid)
+
+    def _pop_ioid(self, ioid):
+        request = self._ioids.pop(ioid)
+        _discard(self._ioids_of, request.sid, ioid)
+        return request
+
+    def _add_subscription(self, request):
+        self.event_add_commands[request.subscriptionid] = request
+        self._subs_of.setdefault(request.sid, set()).add(request.subscriptionid)
+
+    def _pop_subscription(self, subid):
+        request = self.event_add_commands.pop(subid)
+        self._cancelling.discard(subid)
+        _discard(self._subs_of, request.sid, subid)
+        return request
 
     # circuit-level handlers
 
@@ -368,7 +394,7 @@ class VirtualCircuit:
         if command.ioid in self._ioids:
             raise StateRefused(f"ioid={command.ioid} is already pending "
                                f"({self._ioids[command.ioid]!r})")
-        self._ioids[command.ioid] = command
+        self._add_ioid(command)
         channel.states.advance(next_state)
 
     def _on_write_request(self, sender, command):
@@ -387,7 +413,7 @@ class VirtualCircuit:
                                "with that ioid is pending")
         channel = self._channel_by_sid(request.sid, command)
         channel.states.advance(channel.states.check(type(command)))
-        del self._ioids[command.ioid]
+        self._pop_ioid(command.ioid)
 
     def _on_event_add_request(self, sender, command):
         channel = self._channel_by_sid(command.sid, command)
@@ -397,7 +423,7 @@ class VirtualCircuit:
                 f"subscriptionid={command.subscriptionid} is already in use")
         if self.our_role is CLIENT:
             _check_access(channel, command)
-        self.event_add_commands[command.subscriptionid] = command
+        self._add_subscription(command)
         channel.states.advance(next_state)
 
     def _subscription(self, command):
@@ -427,8 +453,7 @@ class VirtualCircuit:
     def _on_event_cancel_response(self, sender, command):
         _request, channel = self._subscription(command)
         channel.states.advance(channel.states.check(EventCancelResponse))
-        del self.event_add_commands[command.subscriptionid]
-        self._cancelling.discard(command.subscriptionid)
+        self._pop_subscription(command.subscriptionid)
 
     def _on_error_response(self, sender, command):
         """Route an ErrorResponse: it ends the request it names.
@@ -441,13 +466,12 @@ class VirtualCircuit:
         if request_cls is not None:
             pending = self._ioids.get(original.parameter2)
             if isinstance(pending, request_cls):
-                del self._ioids[original.parameter2]
+                self._pop_ioid(original.parameter2)
         elif original.command == EventAddRequest.ID:
             subid = original.parameter2
             request = self.event_add_commands.get(subid)
             if request is not None and request.sid == original.parameter1:
-                del self.event_add_commands[subid]
-                self._cancelling.discard(subid)
+                self._pop_subscription(subid)
         channel = self.channels.get(command.cid)
         if channel is not None:
             channel.last_error = command
@@ -485,6 +509,15 @@ class VirtualCircuit:
         EventCancelResponse: _on_event_cancel_response,
         ErrorResponse: _on_error_response,
     }
+
+
+def _discard(index, sid, item):
+    """Remove `item` from index[sid], and the sid once it has nothing left."""
+    items = index.get(sid)
+    if items is not None:
+        items.discard(item)
+        if not items:
+            del index[sid]
 
 
 def _check_priority(priority, error):
@@ -551,9 +584,11 @@ class _BaseChannel:
     @property
     def subscriptions(self):
         """subscriptionid -> EventAddRequest for this channel's subscriptions."""
-        return {subid: request for subid, request
-                in self.circuit.event_add_commands.items()
-                if request.sid == self.sid and self.sid is not None}
+        if self.sid is None:
+            return {}
+        requests = self.circuit.event_add_commands
+        return {subid: requests[subid]
+                for subid in sorted(self.circuit._subs_of.get(self.sid, ()))}
 
     def _require(self, role_state, verb):
         if self.states[self.circuit.our_role] is not role_state:

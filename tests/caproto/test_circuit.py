@@ -495,3 +495,41 @@ def test_client_circuit_against_softioc(softioc):
         assert ao.cid not in circuit.channels
     finally:
         peer.sock.close()
+
+
+def test_clearing_channels_drops_exactly_their_requests_and_subscriptions():
+    """Each channel's pending reads and subscriptions go with it, and only
+    they (the circuit finds them by sid, not by scanning every request)."""
+    client = ca.VirtualCircuit(ca.CLIENT, SERVER_ADDRESS, 0)
+    server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+
+    def deliver(sender, receiver, *commands):
+        receiver.recv(b"".join(bytes(b) for b in sender.send(*commands)))
+
+    deliver(client, server, ca.VersionRequest(0, 13))
+    deliver(server, client, ca.VersionResponse(13))
+    channels = [ca.ClientChannel(f"PV{i}", client) for i in range(40)]
+    deliver(client, server, *[ch.create() for ch in channels])
+    for ch in channels:
+        twin = server.channels[ch.cid]
+        deliver(server, client, twin.access_rights_response(RW),
+                twin.create(6, 1, 1000 + ch.cid))
+    deliver(client, server, *[ch.subscribe(data_type=6) for ch in channels])
+    deliver(client, server, *[ch.read(data_type=6) for ch in channels])
+    for circuit in (client, server):
+        assert len(circuit.event_add_commands) == 40 and len(circuit._ioids) == 40
+    cleared, kept = channels[::2], channels[1::2]
+    deliver(client, server, *[ch.clear() for ch in cleared])
+    deliver(server, client, *[server.channels[ch.cid].clear() for ch in cleared])
+    for circuit in (client, server):
+        assert sorted(r.sid for r in circuit.event_add_commands.values()) == \
+            sorted(ch.sid for ch in kept)
+        assert sorted(r.sid for r in circuit._ioids.values()) == \
+            sorted(ch.sid for ch in kept)
+    for ch in kept:
+        [(subid, request)] = ch.subscriptions.items()
+        assert request.sid == ch.sid
+        deliver(client, server, ch.unsubscribe(subid))
+        deliver(server, client, server.channels[ch.cid].unsubscribe(subid))
+        assert ch.subscriptions == {}
+    assert client.event_add_commands == {} == server.event_add_commands
