@@ -120,6 +120,7 @@ def serve(config, args):
 
     from bridges.mapping import build_ioc
     from caproto.server import run
+    from caproto.server.common import contexts_serving_now
 
     autosave = None
     if config.ioc.autosave is not None:
@@ -137,8 +138,16 @@ def serve(config, args):
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler) and handler is not signal.default_int_handler:
             handler(signal.SIGINT, frame)
-        else:
+            return
+        # curio/trio: ask the server to finish (Context.stop is thread-safe)
+        # rather than raise KeyboardInterrupt inside whichever task runs,
+        # which the library then reports as a crash with a traceback.
+        serving = [context for context in contexts_serving_now()
+                   if callable(getattr(context, "stop", None))]
+        if not serving:
             raise KeyboardInterrupt
+        for context in serving:
+            context.stop()
     signal.signal(signal.SIGTERM, stop)
     log = logging.getLogger("bridges")
     log.info("serving %d PVs from %s%s with %s", len(ioc.pvdb), config.source,

@@ -36,6 +36,11 @@ circuit_log = logging.getLogger("caproto.circ")
 _contexts = weakref.WeakSet()      # every Context made, for contexts_serving
 
 
+def contexts_serving_now():
+    """Every live Context that has bound its port (is serving or about to)."""
+    return [context for context in list(_contexts) if context.port is not None]
+
+
 def contexts_serving(data):
     """The live Contexts whose pvdb holds ChannelData `data` (stats.py counts
     their clients and channels)."""

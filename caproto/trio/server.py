@@ -96,14 +96,15 @@ class Context(common.Context):
             self._token.run_sync_soon(self._stopping.set)
 
     async def run(self, *, log_pv_names=False, startup_hook=None):
+        # Before binding: once ``port`` is set, ``stop`` must work.
+        self._stopping = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
         udp_sockets = sockets.bind_udp_sockets(self)
         tcp_sockets = sockets.bind_tcp_sockets(self)
         beacon_socket = sockets.make_beacon_socket()
         replies = {}
         for sock, interface in udp_sockets:
             replies.setdefault(interface, sock)
-        self._stopping = trio.Event()
-        self._token = trio.lowlevel.current_trio_token()
         try:
             async with trio.open_nursery() as nursery:
                 for sock, interface in udp_sockets:

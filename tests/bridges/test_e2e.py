@@ -210,8 +210,10 @@ def test_gpio_demo(bridge):
     assert_clean_exit(proc)
 
 
-def test_curio_serves_the_same_pvs(bridge):
-    proc, p = bridge("gpio_demo.yaml", "--async-lib", "curio")
+@pytest.mark.parametrize("library", ["curio", "trio"])
+def test_curio_and_trio_serve_the_same_pvs(bridge, library):
+    """Same PVs, and SIGTERM stops the server cleanly (no task crash logged)."""
+    proc, p = bridge("gpio_demo.yaml", "--async-lib", library)
     g = p + "GPIO:"
     wait_connected(g + "CONNECTED")
     assert ca_put(g + "LED", 1) == 1
@@ -220,7 +222,7 @@ def test_curio_serves_the_same_pvs(bridge):
     assert ca_get(g + "BRIGHTNESS") == 0.0
     assert wait_until(lambda: abs(ca_get(g + "DISTANCE") - 0.42) < 0.05, 5)
     log = assert_clean_exit(proc)
-    assert "with curio" in log and "(curio)" in log
+    assert f"with {library}" in log and f"({library})" in log
 
 
 def test_missing_hardware_is_one_clear_line(tmp_path):
