@@ -170,6 +170,18 @@ def on_softioc_and_ours(softioc, port, db_text, pvdb, script, layer="asyncio"):
     return theirs, ours
 
 
+#: Lines for a client script (format it in as ``{channels}``) that give
+#: ``chid(name)``: a connected libca channel to ``p + name``, made once
+#: (``p``, the PV prefix, and ``from epics import ca`` come before it).
+CHANNELS = """chids = {}
+def chid(name):
+    if name not in chids:
+        chids[name] = ca.create_channel(p + name, connect=False, auto_cb=False)
+        assert ca.connect_channel(chids[name], timeout=10), name
+    return chids[name]
+"""
+
+
 _PROLOGUE = """\
 import json, sys
 def emit(obj):

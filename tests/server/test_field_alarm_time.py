@@ -11,7 +11,7 @@ import pytest
 from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import PVGroup, pvproperty
 
-from . import on_softioc_and_ours
+from . import CHANNELS, on_softioc_and_ours
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,12 +34,7 @@ SCRIPT = r"""
 import time
 from epics import ca
 p = {prefix!r}
-chids = {{}}
-def chid(name):
-    if name not in chids:
-        chids[name] = ca.create_channel(p + name, connect=False, auto_cb=False)
-        assert ca.connect_channel(chids[name], timeout=10), name
-    return chids[name]
+{channels}
 def time_read(name):
     md = ca.get_with_metadata(chid(name), ftype=ca.promote_type(chid(name), use_time=True),
                               timeout=10)
@@ -89,7 +84,7 @@ emit(steps)
 
 
 def test_fields_report_the_records_alarm_and_timestamp(softioc, free_port):
-    script = SCRIPT.format(prefix="F:", fields=FIELDS)
+    script = SCRIPT.format(prefix="F:", fields=FIELDS, channels=CHANNELS)
     theirs, ours = on_softioc_and_ours(softioc, free_port, DB.format(p="F:"),
                                        Records("F:").pvdb, script)
     hihi = [int(AlarmStatus.HIHI), int(AlarmSeverity.MAJOR_ALARM)]

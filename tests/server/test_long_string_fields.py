@@ -12,7 +12,7 @@ from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 from caproto.server.names import resolve
 
-from . import ServerThread, run_client, run_tool
+from . import CHANNELS, ServerThread, run_client, run_tool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,12 +85,7 @@ SCENARIO = r"""
 import time
 from epics import ca
 p = {prefix!r}
-chids = {{}}
-def chid(name):
-    if name not in chids:
-        chids[name] = ca.create_channel(p + name, connect=False, auto_cb=False)
-        assert ca.connect_channel(chids[name], timeout=10), name
-    return chids[name]
+{channels}
 def text(values):
     return bytes(int(v) & 0xFF for v in values).split(b'\0')[0].decode()
 out = {{}}
@@ -141,12 +136,12 @@ def test_reading_and_writing_long_strings_as_the_softioc(softioc, free_port):
     records = Records("W:")
     ioc = softioc(SOFTIOC_DB.format(p="S:"), port=free_port)
     env = {"EPICS_CA_SERVER_PORT": str(ioc.port)}
-    theirs = run_client(SCENARIO.format(prefix="S:"), env=env)
+    theirs = run_client(SCENARIO.format(prefix="S:", channels=CHANNELS), env=env)
     theirs["too_long"] = run_tool("caput", "-S", "-w", "5", "S:bi.DESC$", "z" * 45,
                                   env=env).stdout + "\n"
     ioc.stop()
     with ServerThread("asyncio", records.pvdb):
-        ours = run_client(SCENARIO.format(prefix="W:"))
+        ours = run_client(SCENARIO.format(prefix="W:", channels=CHANNELS))
         ours["too_long"] = run_tool("caput", "-S", "-w", "5", "W:bi.DESC$",
                                     "z" * 45).stdout + "\n"
     # the two servers' record names differ in their prefix only

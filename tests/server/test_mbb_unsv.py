@@ -14,7 +14,7 @@ import pytest
 from caproto import AlarmSeverity, AlarmStatus, ChannelType, CaprotoValueError
 from caproto.server import PVGroup, pvproperty
 
-from . import on_softioc_and_ours
+from . import CHANNELS, on_softioc_and_ours
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -38,12 +38,7 @@ INDICES = [2, 5, 15, 16, 65535, 16, 1, 0]
 SCRIPT = r"""
 from epics import ca
 p = {prefix!r}
-chids = {{}}
-def chid(name):
-    if name not in chids:
-        chids[name] = ca.create_channel(p + name, connect=False, auto_cb=False)
-        assert ca.connect_channel(chids[name], timeout=10), name
-    return chids[name]
+{channels}
 def text(name):
     value = ca.get(chid(name), ftype=0, timeout=10)
     return value.decode() if isinstance(value, bytes) else value
@@ -74,7 +69,7 @@ emit(out)
 
 
 def test_unnamed_states_match_the_softioc(softioc, free_port):
-    script = SCRIPT.format(prefix="U:", indices=INDICES)
+    script = SCRIPT.format(prefix="U:", indices=INDICES, channels=CHANNELS)
     theirs, ours = on_softioc_and_ours(softioc, free_port, DB.format(p="U:"),
                                        Multibit("U:").pvdb, script)
     state, soft = int(AlarmStatus.STATE), int(AlarmStatus.SOFT)

@@ -18,7 +18,7 @@ import pytest
 from caproto import AlarmSeverity, AlarmStatus, ChannelType
 from caproto.server import PVGroup, pvproperty
 
-from . import ServerThread, run_client, run_tool
+from . import CHANNELS, ServerThread, run_client, run_tool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,12 +67,7 @@ import time
 from epics import ca
 p = {prefix!r}
 steps = {steps!r}
-chids = {{}}
-def chid(name):
-    if name not in chids:
-        chids[name] = ca.create_channel(p + name, connect=False, auto_cb=False)
-        assert ca.connect_channel(chids[name], timeout=10), name
-    return chids[name]
+{channels}
 def as_text(name):
     value = ca.get(chid(name), ftype=0, timeout=10)
     return value.decode() if isinstance(value, bytes) else value
@@ -108,7 +103,7 @@ emit(out)
 
 
 def run_scenario(prefix, env=None):
-    return run_client(SCENARIO.format(prefix=prefix, steps=STEPS), env=env, timeout=90)
+    return run_client(SCENARIO.format(prefix=prefix, steps=STEPS, channels=CHANNELS), env=env, timeout=90)
 
 
 def test_state_alarms_match_the_softioc(softioc, free_port):
