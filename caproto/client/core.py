@@ -74,23 +74,16 @@ from .._state import CONNECTED
 from .search import BeaconWatcher, SearchScheduler
 from .effects import *      # noqa: F401,F403  (re-exported: faces use core.X)
 from .effects import (
-    CLOSED, CONNECTING, SEARCHING, AccessRightsChanged, BeaconAnomaly,
+    CLOSED, CONNECTING, AccessRightsChanged, BeaconAnomaly,
     ChannelConnected, ChannelDisconnected, ChannelEntry, CircuitKey,
     CloseCircuit, DisconnectedError, OpenCircuit, ReadDone, Request,
     RequestFailed, SendBuffers, SendDatagram, ServerError, SubscriptionData,
     SubscriptionEntry, WriteDone, describe_address, resolve_data_type,
-    status_ok,
 )
 
-__all__ = (
-    "ClientCore", "ChannelEntry", "Request", "SubscriptionEntry", "CircuitKey",
-    "SendDatagram", "SendBuffers", "OpenCircuit", "CloseCircuit",
-    "ChannelConnected", "ChannelDisconnected", "AccessRightsChanged",
-    "ReadDone", "WriteDone", "RequestFailed", "SubscriptionData",
-    "BeaconAnomaly", "ServerError", "DisconnectedError", "resolve_data_type",
-    "describe_address", "status_ok",
-    "SEARCHING", "CONNECTING", "CONNECTED", "CLOSED",
-)
+from . import effects as _effects
+
+__all__ = ("ClientCore",) + _effects.__all__   # faces reach the effects as core.X
 
 #: An echo unanswered for this long means the circuit is dead (libca: 5 s).
 ECHO_TIMEOUT = 5.0
