@@ -25,10 +25,11 @@ from ._constants import (CLIENT, DEFAULT_PROTOCOL_VERSION,
                          SEARCH_MAX_DATAGRAM_BYTES, SERVER)
 from ._errors import LocalProtocolError
 from ._headers import HEADER_SIZE, SHORT_HEADER
-from ._state import CHANNEL_TRANSITIONS, CIRCUIT_TRANSITIONS, CONNECTED
+from ._circuit import ServerChannel
+from ._state import (CHANNEL_TRANSITIONS, CIRCUIT_TRANSITIONS, CONNECTED,
+                     ChannelState)
 
-__all__ = ("scan_search_datagram", "SearchAnswers", "recv_create_requests",
-           "accept_channels")
+__all__ = ("scan_search_datagram", "SearchAnswers", "serve_create_requests")
 
 _unpack_header = SHORT_HEADER.unpack_from
 _FOUND = struct.Struct(">12sI8s").pack           # SearchResponse: cid in parameter2
@@ -131,47 +132,6 @@ class SearchAnswers:
 
 # -- TCP: runs of CreateChanRequest ---------------------------------------
 
-def recv_create_requests(circuit, *buffers):
-    """Take the CreateChanRequests at the front of a server circuit's input.
-
-    Feeds `buffers` to the circuit like ``recv`` and returns the
-    ServerChannels it made, each exactly as ``recv`` leaves a channel after
-    a CreateChanRequest (awaiting our answer).  Stops before anything else,
-    which ``circuit.recv()`` (no arguments) then handles.
-    """
-    if circuit.our_role is not SERVER:
-        raise LocalProtocolError("only a server receives CreateChanRequests")
-    buffer = circuit._buffer
-    for data in buffers:
-        buffer.feed(data)
-    pending = buffer.pending_small()
-    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
-            or pending[0][pending[1] + 1] != _CREATE or pending[0][pending[1]]):
-        return []                      # not a CreateChanRequest next: cheap way out
-    client_state = circuit.states[CLIENT]
-    if CIRCUIT_TRANSITIONS[CLIENT][client_state].get(CreateChanRequest) is not client_state:
-        return []                      # before the VersionRequest: refuse there
-    data, offset, end = pending
-    limit = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
-    channels, copied = [], 0
-    channels_by_cid = circuit.channels
-    while offset + HEADER_SIZE <= end:
-        command, size, _type, _count, cid, _version = _unpack_header(data, offset)
-        stop = offset + HEADER_SIZE + size
-        if (command != _CREATE or size > limit or stop > end
-                or cid in channels_by_cid):
-            break
-        name = _name(data, offset + HEADER_SIZE, stop)
-        if name is None:
-            break
-        channel = circuit._new_server_channel(name, cid)
-        channels.append(channel)
-        copied += size
-        offset = stop
-    buffer.skip_to(offset, copied)
-    return channels
-
-
 def _after(state, *commands):
     """The channel state after `commands` from `state` (per the tables), or None."""
     for command in commands:
@@ -181,42 +141,78 @@ def _after(state, *commands):
     return state
 
 
-#: channel state -> state after AccessRightsResponse + CreateChanResponse
-_ACCEPTED = {state: _after(state, AccessRightsResponse, CreateChanResponse)
-             for state in CHANNEL_TRANSITIONS}
+#: A new channel's state once the client's request is in (awaiting our answer)...
+_REQUESTED = _after(ChannelState().state, CreateChanRequest)
+#: ... and once we have sent AccessRightsResponse + CreateChanResponse.
+_OPENED = _after(_REQUESTED, AccessRightsResponse, CreateChanResponse)
 
 
-def accept_channels(circuit, answers):
-    """Bytes accepting or refusing channels, sent through `circuit`.
+def serve_create_requests(circuit, serve, *buffers):
+    """Take the CreateChanRequests at the front of a server circuit's input
+    and answer them, in one pass.
 
-    `answers` is ``[(channel, access_rights, data_type, data_count, sid), ...]``
-    (sids from ``circuit.new_channel_id()``); ``access_rights`` None refuses
-    the channel (CreateChFailResponse).  Each accepted channel gets what
-    ``circuit.send`` of ``channel.access_rights_response(access_rights)`` and
-    ``channel.create(data_type, data_count, sid)`` would give: the same
-    bytes, checks and state changes.
+    Feeds `buffers` to the circuit like ``recv``.  For each request it makes the ServerChannel ``recv`` would make and calls
+    ``serve(channel)``: ``(access_rights, data_type, data_count, sid)``
+    accepts the channel (sid from ``circuit.new_channel_id()``), None
+    refuses it; it must not raise (the answers to the run's earlier channels
+    would be lost with the exception).  The answer bytes and the channel's state are what
+    ``circuit.send`` of ``access_rights_response(access_rights)`` and
+    ``create(data_type, data_count, sid)`` (or ``create_fail()``) would
+    give; anything unusual goes through ``circuit.send``, which checks it
+    and explains a refusal.
+
+    Returns ``(answers, taken)``: the bytes to send and how many requests
+    were taken.  Stops before anything but a CreateChanRequest, which
+    ``circuit.recv()`` (no arguments) then handles.
     """
-    chunks = []
-    connected = circuit.states[SERVER] is CONNECTED
+    if circuit.our_role is not SERVER:
+        raise LocalProtocolError("only a server receives CreateChanRequests")
+    buffer = circuit._buffer
+    for data in buffers:
+        buffer.feed(data)
+    pending = buffer.pending_small()
+    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
+            or pending[0][pending[1] + 1] != _CREATE or pending[0][pending[1]]):
+        return b"", 0                  # not a CreateChanRequest next: cheap way out
+    client_state = circuit.states[CLIENT]
+    if CIRCUIT_TRANSITIONS[CLIENT][client_state].get(CreateChanRequest) is not client_state:
+        return b"", 0                  # before the VersionRequest: refuse there
+    data, offset, end = pending
+    largest = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
     channels, channels_sid = circuit.channels, circuit.channels_sid
-    for channel, rights, data_type, data_count, sid in answers:
-        if rights is None:
-            chunks.extend(circuit.send(channel.create_fail()))
-            continue
-        state = channel.states.state
-        if (not connected or data_count >= 0xFFFF or sid in channels_sid
-                or _ACCEPTED.get(state) is None
-                or channels.get(channel.cid) is not channel):
-            # Anything unusual: the general path checks it and explains a refusal.
-            chunks.extend(circuit.send(channel.access_rights_response(rights),
-                                       channel.create(data_type, data_count, sid)))
-            continue
-        channel.states.state = _ACCEPTED[state]
-        channel.access_rights = rights
-        channel.sid = sid
-        channel.native_data_type = data_type
-        channel.native_data_count = data_count
-        channels_sid[sid] = channel
-        chunks.append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, channel.cid, rights,
-                              _CREATED, 0, data_type, data_count, channel.cid, sid))
-    return b"".join(chunks)
+    connected = circuit.states[SERVER] is CONNECTED
+    chunks, taken, copied = [], 0, 0
+    append = chunks.append
+    try:
+        while offset + HEADER_SIZE <= end:
+            command, size, _type, _count, cid, _version = _unpack_header(data, offset)
+            stop = offset + HEADER_SIZE + size
+            if command != _CREATE or size > largest or stop > end or cid in channels:
+                break
+            name = _name(data, offset + HEADER_SIZE, stop)
+            if name is None:
+                break
+            # Taken: from here on the request is ours, even if serve() raises.
+            offset, copied, taken = stop, copied + size, taken + 1
+            channel = ServerChannel(name, circuit, cid)
+            channel.states.state = _REQUESTED
+            answer = serve(channel)
+            if answer is None:
+                chunks.extend(circuit.send(channel.create_fail()))
+                continue
+            rights, data_type, data_count, sid = answer
+            if not connected or data_count >= 0xFFFF or sid in channels_sid:
+                chunks.extend(circuit.send(channel.access_rights_response(rights),
+                                           channel.create(data_type, data_count, sid)))
+                continue
+            channel.states.state = _OPENED
+            channel.access_rights = rights
+            channel.sid = sid
+            channel.native_data_type = data_type
+            channel.native_data_count = data_count
+            channels_sid[sid] = channel
+            append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, cid, rights,
+                           _CREATED, 0, data_type, data_count, cid, sid))
+    finally:
+        buffer.skip_to(offset, copied)
+    return b"".join(chunks), taken

@@ -39,7 +39,7 @@ from .._constants import DEFAULT_PROTOCOL_VERSION, SERVER
 from .._data import ChannelData, SubscriptionSpec
 from .._errors import (CaprotoConversionError, LocalProtocolError,
                        RemoteProtocolError)
-from .._fastlane import accept_channels, recv_create_requests
+from .._fastlane import serve_create_requests
 from .._headers import pack_header
 from .._status import CAStatus
 from .access import begin_trapwrite
@@ -56,6 +56,7 @@ _UNKNOWN_CID = 0xFFFFFFFF
 _READ, _WRITE = int(_dbr.AccessRights.READ), int(_dbr.AccessRights.WRITE)
 # AccessRights by int: enum construction costs microseconds per channel created.
 _RIGHTS = {int(rights): _dbr.AccessRights(rights) for rights in range(4)}
+_CREATE_CHAN = CreateChanRequest.ID
 _ANY_EVENT = 0xF                   # DBE_VALUE | DBE_LOG | DBE_ALARM | DBE_PROPERTY
 
 circuit_log = logging.getLogger("caproto.circ")
@@ -256,12 +257,16 @@ class CircuitHandler:
         """Process every complete command in `data` (a bytes-like chunk)."""
         buffers = (data,)
         while True:
-            created = recv_create_requests(self.circuit, *buffers)
-            if created:                            # the connect-flood fast lane
-                self._accept_channels(created)
+            # Made anew after each pass of the general path: a HostNameRequest
+            # just processed changes the rights of the channels after it.
+            reply, taken = serve_create_requests(   # the connect-flood fast lane
+                self.circuit, self._channel_server(), *buffers)
             buffers = ()
+            if taken:
+                self._outbox.append(reply)
+                self._outbox_bytes += len(reply)
             try:
-                commands, _needed = self.circuit.recv()
+                commands, _needed = self.circuit.recv(stop_before=_CREATE_CHAN)
             except RemoteProtocolError as exc:
                 refused = getattr(exc, "command", None)
                 if refused is None:          # unparseable: the stream is lost
@@ -276,7 +281,8 @@ class CircuitHandler:
                 if self._outbox_bytes > OUTBOX_LIMIT and self.drain is not None:
                     await self.drain()
             self._needed = _needed
-            break
+            if not commands:
+                break                # else recv may have stopped before a create
 
     async def _dispatch(self, command):
         handler = self._HANDLERS.get(type(command))
@@ -459,38 +465,46 @@ class CircuitHandler:
         await self.wakeup.set()
 
     async def _on_create_chan(self, command):
-        self._accept_channels((self.circuit.channels[command.cid],))
+        channel = self.circuit.channels[command.cid]
+        answer = self._channel_server()(channel)
+        if answer is None:
+            self._send(channel.create_fail())
+        else:
+            rights, data_type, data_count, sid = answer
+            self._send(channel.access_rights_response(rights),
+                       channel.create(data_type, data_count, sid))
 
-    def _accept_channels(self, channels):
-        """Answer channels the client created: rights and native type, or failure.
-
-        One loop for a whole run of them: a client connecting thousands of
-        channels sends nothing else, and the per-call costs add up.
+    def _channel_server(self):
+        """``serve(channel)`` answering the channels this client creates: its
+        ``(rights, native type, native count, sid)``, or None when we do not
+        serve the name.  Made once per run of creates: a client connecting
+        thousands of channels sends nothing else, and per-call lookups add up.
         """
         pvdb, resolve_name = self.context.pvdb, self.context.resolve
-        circuit, entries = self.circuit, self._entries
-        host, user = self.client_hostname, self.client_username
-        answers = []
-        for channel in channels:
-            data, channel_filter = pvdb.get(channel.name), None
-            if data is None:
-                resolved = resolve_name(channel.name)
-                if resolved is None:
-                    answers.append((channel, None, 0, 0, None))
-                    continue
-                data, channel_filter = resolved.data, resolved.channel_filter
-            count = data.max_length
-            if channel_filter is not None:
-                native_count = getattr(channel_filter, "native_count", None)
-                if native_count is not None:
-                    count = native_count(count)
-            rights = self._rights(data, host, user)
-            sid = circuit.new_channel_id()
+        entries, new_sid, rights_of = self._entries, self.circuit.new_channel_id, self._rights
+        host, user, address = self.client_hostname, self.client_username, self.address
+
+        def serve(channel):
+            try:
+                data, channel_filter = pvdb.get(channel.name), None
+                if data is None:
+                    resolved = resolve_name(channel.name)
+                    if resolved is None:
+                        return None
+                    data, channel_filter = resolved.data, resolved.channel_filter
+                count = data.max_length
+                if channel_filter is not None:
+                    native_count = getattr(channel_filter, "native_count", None)
+                    if native_count is not None:
+                        count = native_count(count)
+                rights = rights_of(data, host, user)
+            except Exception:      # e.g. a user's check_access: refuse, keep serving
+                circuit_log.exception("%s: cannot open channel %r", address, channel.name)
+                return None
+            sid = new_sid()
             entries[sid] = _ChannelEntry(channel, data, channel_filter, rights)
-            answers.append((channel, rights, data.data_type, count, sid))
-        reply = accept_channels(circuit, answers)
-        self._outbox.append(reply)
-        self._outbox_bytes += len(reply)
+            return rights, data.data_type, count, sid
+        return serve
 
     async def _on_clear_channel(self, command):
         entry = self._entries.pop(command.sid, None)

@@ -137,40 +137,114 @@ def _state(circuit):
                   for ch in circuit.channels.values())
 
 
+def _server(count=1):
+    """serve(channel) as a server answers: names starting with "X" are not
+    ours; the rest are DOUBLEs of `count` elements."""
+    def serve(channel):
+        if channel.name.startswith("X"):
+            return None
+        return RW, 6, count, channel.circuit.new_channel_id()
+    return serve
+
+
+def _answer_generally(circuit, commands, serve):
+    """What the general path sends for the CreateChanRequests in `commands`."""
+    sent = []
+    for command in commands:
+        if isinstance(command, ca.CreateChanRequest):
+            channel = circuit.channels[command.cid]
+            answer = serve(channel)
+            if answer is None:
+                sent.extend(circuit.send(channel.create_fail()))
+            else:
+                rights, data_type, data_count, sid = answer
+                sent.extend(circuit.send(channel.access_rights_response(rights),
+                                         channel.create(data_type, data_count, sid)))
+    return b"".join(bytes(b) for b in sent)
+
+
+def _same_channels(fast, general):
+    assert _state(fast) == _state(general)
+    assert sorted(fast.channels_sid) == sorted(general.channels_sid)
+    for sid, channel in fast.channels_sid.items():
+        twin = general.channels_sid[sid]
+        assert (channel.cid, channel.native_data_type, channel.native_data_count,
+                channel.access_rights) == (twin.cid, twin.native_data_type,
+                                           twin.native_data_count, twin.access_rights)
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(names, min_size=1, max_size=40),
        st.lists(st.integers(1, 64), min_size=1, max_size=20))
-def test_create_runs_leave_the_circuit_as_recv_does(channel_names, cuts):
+def test_create_runs_are_answered_as_the_general_path_answers(channel_names, cuts):
     opening, creates, rest = _client_stream(channel_names, [ca.EchoRequest()])
     general = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
-    general_commands, _ = general.recv(opening + creates + rest)
+    general_commands, _ = general.recv(opening)
+    general.send(ca.VersionResponse(13))
+    more, _ = general.recv(creates + rest)
+    general_commands += more
+    general_bytes = _answer_generally(general, general_commands, _server())
 
     fast = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     fast_commands, _ = fast.recv(opening)
-    stream, made, position = creates + rest, [], 0
+    fast.send(ca.VersionResponse(13))
+    stream, sent, taken, position = creates + rest, [], 0, 0
     for cut in cuts * (len(stream) // sum(cuts) + 1):
         if position >= len(stream):
             break
         chunk = stream[position:position + cut]
         position += len(chunk)
-        made.extend(ch.name for ch in _fastlane.recv_create_requests(fast, chunk))
+        reply, n = _fastlane.serve_create_requests(fast, _server(), chunk)
+        sent.append(reply)
+        taken += n
         got, _needed = fast.recv()
         fast_commands.extend(got)
-    creates_seen = [c.name for c in fast_commands if isinstance(c, ca.CreateChanRequest)]
-    # Every channel was made exactly once, by the lane or by recv().
-    assert sorted(made + creates_seen) == sorted(channel_names)
-    assert _state(fast) == _state(general)
+        sent.append(_answer_generally(fast, got, _server()))
+    creates_seen = [c for c in fast_commands if isinstance(c, ca.CreateChanRequest)]
+    # Every request was taken exactly once, by the lane or by recv().
+    assert taken + len(creates_seen) == len(channel_names)
+    assert b"".join(sent) == general_bytes
+    _same_channels(fast, general)
     assert isinstance(fast_commands[-1], ca.EchoRequest)
     assert len(fast._buffer) == 0
+
+
+@pytest.mark.parametrize("count", [1, 10, 0xFFFE, 0xFFFF, 1_000_000])
+def test_created_channels_get_what_send_sends(count):
+    """Counts that need an extended header go through circuit.send: same bytes."""
+    opening, creates, _ = _client_stream(["A", "XB", "C"])
+    fast, general = (ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None) for _ in "ab")
+    for circuit in fast, general:
+        circuit.recv(opening)
+        circuit.send(ca.VersionResponse(13))
+    reply, taken = _fastlane.serve_create_requests(fast, _server(count), creates)
+    commands, _ = general.recv(creates)
+    assert taken == 3
+    assert reply == _answer_generally(general, commands, _server(count))
+    _same_channels(fast, general)
+
+
+def test_recv_can_stop_before_a_create_run():
+    opening, creates, _ = _client_stream(["A", "B"])
+    server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+    commands, _ = server.recv(opening + creates,
+                              stop_before=ca.CreateChanRequest.ID)
+    assert [type(c) for c in commands] == [ca.VersionRequest, ca.HostNameRequest,
+                                           ca.ClientNameRequest]
+    server.send(ca.VersionResponse(13))
+    _reply, taken = _fastlane.serve_create_requests(server, _server())
+    assert taken == 2 and len(server._buffer) == 0
 
 
 def test_create_lane_stops_before_a_reused_cid():
     opening, creates, _ = _client_stream(["A", "B"])
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     server.recv(opening)
-    assert [c.name for c in _fastlane.recv_create_requests(server, creates)] == ["A", "B"]
+    server.send(ca.VersionResponse(13))
+    _reply, taken = _fastlane.serve_create_requests(server, _server(), creates)
+    assert taken == 2
     again = bytes(ca.CreateChanRequest("C", 0))             # cid 0 is "A"'s
-    assert _fastlane.recv_create_requests(server, again) == []
+    assert _fastlane.serve_create_requests(server, _server(), again) == (b"", 0)
     with pytest.raises(ca.RemoteProtocolError) as refused:
         server.recv()
     assert refused.value.command.name == "C"
@@ -179,7 +253,7 @@ def test_create_lane_stops_before_a_reused_cid():
 def test_create_lane_waits_for_the_version_request():
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     early = bytes(ca.CreateChanRequest("A", 1))
-    assert _fastlane.recv_create_requests(server, early) == []
+    assert _fastlane.serve_create_requests(server, _server(), early) == (b"", 0)
     with pytest.raises(ca.RemoteProtocolError):
         server.recv()           # the general path refuses it, as before
 
@@ -187,52 +261,24 @@ def test_create_lane_waits_for_the_version_request():
 def test_create_lane_is_only_for_servers():
     client = ca.VirtualCircuit(ca.CLIENT, SERVER_ADDRESS, 0)
     with pytest.raises(ca.LocalProtocolError):
-        _fastlane.recv_create_requests(client, b"")
+        _fastlane.serve_create_requests(client, _server(), b"")
 
 
-def _opened(names):
-    opening, creates, _ = _client_stream(names)
+def test_a_failing_serve_loses_no_bytes_of_the_stream():
+    """serve() raising: the request it was answering is taken (its channel
+    awaits an answer), the next ones stay in the buffer for the next call."""
+    opening, creates, _ = _client_stream(["A", "B", "C"])
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     server.recv(opening)
     server.send(ca.VersionResponse(13))
-    server.recv(creates)
-    return server
 
-
-@pytest.mark.parametrize("count", [1, 10, 0xFFFE, 0xFFFF, 1_000_000])
-def test_accepting_channels_sends_what_send_sends(count):
-    names = ["A", "B", "C"]
-    fast, general = _opened(names), _opened(names)
-    answers = []
-    for cid in sorted(fast.channels):
-        refused = cid == 1
-        answers.append((fast.channels[cid], None if refused else RW, 6, count,
-                        None if refused else fast.new_channel_id()))
-    data = _fastlane.accept_channels(fast, answers)
-    expected = []
-    for channel, rights, data_type, data_count, _sid in answers:
-        twin = general.channels[channel.cid]
-        if rights is None:
-            commands = [twin.create_fail()]
-        else:
-            sid = general.new_channel_id()
-            commands = [twin.access_rights_response(rights),
-                        twin.create(data_type, data_count, sid)]
-        expected.extend(general.send(*commands))
-    assert data == b"".join(bytes(b) for b in expected)
-    assert _state(fast) == _state(general)
-    assert sorted(fast.channels_sid) == sorted(general.channels_sid)
-    for sid, channel in fast.channels_sid.items():
-        twin = general.channels_sid[sid]
-        assert (channel.native_data_type, channel.native_data_count,
-                channel.access_rights) == (twin.native_data_type,
-                                           twin.native_data_count,
-                                           twin.access_rights)
-
-
-def test_accepting_twice_is_refused_like_send():
-    server = _opened(["A"])
-    channel = server.channels[0]
-    _fastlane.accept_channels(server, [(channel, RW, 6, 1, server.new_channel_id())])
-    with pytest.raises(ca.LocalProtocolError):
-        _fastlane.accept_channels(server, [(channel, RW, 6, 1, server.new_channel_id())])
+    def serve(channel):
+        if channel.name == "B":
+            raise RuntimeError("broken hook")
+        return _server()(channel)
+    with pytest.raises(RuntimeError):
+        _fastlane.serve_create_requests(server, serve, creates)
+    assert sorted(ch.name for ch in server.channels.values()) == ["A", "B"]
+    _reply, taken = _fastlane.serve_create_requests(server, _server())
+    assert taken == 1 and len(server._buffer) == 0
+    assert server.channels[2].name == "C"

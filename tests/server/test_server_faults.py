@@ -281,3 +281,29 @@ def test_access_rights_follow_the_host_name(layer):
         rights = client.next(AccessRightsResponse)
         assert rights.access_rights == ca.AccessRights.READ | ca.AccessRights.WRITE
         client.close()
+
+
+class BrokenAccess(ca.ChannelDouble):
+    def check_access(self, hostname, username):
+        raise RuntimeError("a bug in a user's access hook")
+
+
+def test_a_failing_access_hook_refuses_its_channel_only(layer, caplog):
+    """One request run creating three channels, the middle one's hook
+    raising: the client hears about each one, the others connect."""
+    pvs = {"F:a": ca.ChannelDouble(value=1.0), "F:broken": BrokenAccess(value=2.0),
+           "F:c": ca.ChannelDouble(value=3.0)}
+    with ServerThread(layer, pvs) as context, caplog.at_level(logging.ERROR):
+        client = RawClient(context.port)
+        channels = [ClientChannel(name, client.circuit) for name in pvs]
+        client.send(*(channel.create() for channel in channels))
+        answers = {}
+        while len(answers) < 3:
+            command = client.next((CreateChanResponse, ca.CreateChFailResponse))
+            answers[command.cid] = type(command)
+        assert [answers[channel.cid] for channel in channels] == [
+            CreateChanResponse, ca.CreateChFailResponse, CreateChanResponse]
+        client.send(channels[2].read(data_type=6))
+        assert list(client.next(ReadNotifyResponse).data) == [3.0]
+        client.close()
+    assert any("F:broken" in record.getMessage() for record in caplog.records)
