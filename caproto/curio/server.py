@@ -7,7 +7,7 @@ import sys
 
 import curio
 import curio.io
-from curio.traps import _write_wait
+from curio.traps import _read_wait, _write_wait
 
 from ..server import common, sockets
 from ..server.typing import AsyncLibraryLayer, ThreadsafeQueueBase, Wakeup
@@ -123,10 +123,10 @@ class Context(common.Context):
             log.exception("hook %r failed", what)
 
     async def _udp_loop(self, sock, interface, reply_socket):
-        wrapped = curio.io.Socket(sock)
+        """A burst of search datagrams answered per wakeup, as on asyncio."""
         while True:
-            data, address = await wrapped.recvfrom(65536)
-            sockets.answer_datagram(self, reply_socket, data, address, interface)
+            await _read_wait(sock.fileno())
+            sockets.answer_waiting_datagrams(self, sock, reply_socket, interface)
 
     async def _beacons(self, sock):
         for interval in self.beacon_intervals():

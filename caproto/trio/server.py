@@ -139,10 +139,10 @@ class Context(common.Context):
             log.exception("hook %r failed", hook)
 
     async def _udp_loop(self, sock, interface, reply_socket):
-        wrapped = trio.socket.from_stdlib_socket(sock)
+        """A burst of search datagrams answered per wakeup, as on asyncio."""
         while True:
-            data, address = await wrapped.recvfrom(65536)
-            sockets.answer_datagram(self, reply_socket, data, address, interface)
+            await trio.lowlevel.wait_readable(sock)
+            sockets.answer_waiting_datagrams(self, sock, reply_socket, interface)
 
     async def _beacons(self, sock):
         for interval in self.beacon_intervals():
