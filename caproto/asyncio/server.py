@@ -183,7 +183,7 @@ class Context(common.Context):
                                       self, sock, replies[interface], interface)
             for sock in tcp_sockets:
                 self._spawn(self._accept(sock), "accepting circuits")
-            log.info("server on %s port %d (asyncio)", self.interfaces, self.port)
+            self.log_serving("asyncio")
             if log_pv_names:
                 log.info(self.pv_names_text())
             self._spawn(self._beacons(beacon_socket), "beacons")

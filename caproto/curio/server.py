@@ -93,7 +93,7 @@ class Context(common.Context):
                     self._udp_loop(sock, interface, replies[interface]), daemon=True))
             for sock in tcp_sockets:
                 tasks.append(await curio.spawn(self._accept_loop(sock), daemon=True))
-            log.info("server on %s port %d (curio)", self.interfaces, self.port)
+            self.log_serving("curio")
             if log_pv_names:
                 log.info(self.pv_names_text())
             tasks.append(await curio.spawn(self._beacons(beacon_socket), daemon=True))

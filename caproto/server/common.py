@@ -99,6 +99,16 @@ class Context:
             gc.collect()           # garbage would be frozen too
             gc.freeze()
 
+    def log_serving(self, layer):
+        """The startup log line: where we listen and where beacons go, which
+        is what someone whose client cannot find the server needs to see."""
+        log.info("server on %s port %d (%s); beacons to %s%s", self.interfaces,
+                 self.port, layer,
+                 ", ".join(f"{host}:{port}" for host, port in self.beacon_addresses)
+                 or "nowhere",
+                 f"; ignoring searches from {', '.join(sorted(self.ignore_addresses))}"
+                 if self.ignore_addresses else "")
+
     def __repr__(self):
         return (f"<{type(self).__name__} interfaces={self.interfaces} "
                 f"port={self.port} pvs={len(self.pvdb)}>")

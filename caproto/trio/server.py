@@ -114,7 +114,7 @@ class Context(common.Context):
                              for s in tcp_sockets]
                 nursery.start_soon(trio.serve_listeners, self._serve_circuit,
                                    listeners)
-                log.info("server on %s port %d (trio)", self.interfaces, self.port)
+                self.log_serving("trio")
                 if log_pv_names:
                     log.info(self.pv_names_text())
                 nursery.start_soon(self._beacons, beacon_socket)

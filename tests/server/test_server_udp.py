@@ -3,6 +3,7 @@
 Raw datagrams are built and parsed with the core (our client's view); the
 server runs in a thread on loopback.
 """
+import logging
 import os
 import socket
 
@@ -17,7 +18,7 @@ from caproto._headers import pack_header
 from caproto._netifaces import broadcast_address_of, get_interfaces
 from caproto.server.common import BEACON_START
 
-from . import ServerThread, run_client
+from . import LAYERS, ServerThread, run_client
 from tests.conftest import _free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -162,3 +163,19 @@ def test_loopback_broadcast_address_is_found():
     assert broadcast_address_of("0.0.0.0") is None
     loopback = [i for i in get_interfaces() if i.address == "127.0.0.1"]
     assert loopback and loopback[0].loopback and loopback[0].netmask == "255.0.0.0"
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_startup_log_says_where_beacons_go_and_whom_we_ignore(layer, monkeypatch, caplog):
+    """A user whose client cannot find the server reads the startup line."""
+    beacon_port = _free_port()
+    monkeypatch.setenv("EPICS_CAS_BEACON_PORT", str(beacon_port))
+    monkeypatch.setenv("EPICS_CAS_BEACON_ADDR_LIST", "127.0.0.1 127.0.0.2")
+    monkeypatch.setenv("EPICS_CAS_IGNORE_ADDR_LIST", "127.0.0.9")
+    with caplog.at_level(logging.INFO, logger="caproto.ctx"):
+        with ServerThread(layer, {"U:a": ca.ChannelDouble()}) as context:
+            port = context.port
+    [line] = [r.getMessage() for r in caplog.records if "server on" in r.getMessage()]
+    assert f"port {port} ({layer})" in line
+    assert f"beacons to 127.0.0.1:{beacon_port}, 127.0.0.2:{beacon_port}" in line
+    assert "ignoring searches from 127.0.0.9" in line
