@@ -1,29 +1,50 @@
-"""mbbi/mbbo VAL: any state index 0..65535, whether or not the state has a name.
+"""mbbi/mbbo VAL: any state index 0..65535, named or not, written by name or number.
 
 Invariants:
-- A named state is held as its string, as for any ChannelEnum; an index
-  with no string (past the last named state) is held as that ``int``.  A
-  plain ChannelEnum (no ``record=``) still refuses such an index: this
-  mixin is only put on mbbi/mbbo data (``record_data_class``).
-- As epics-base's mbbi/mbbo serve VAL: DBR_STRING of an unnamed index is
-  "" for 0..15 (the empty ZRST..FFST slot) and "Illegal Value" above; the
-  numeric types give the index itself; CTRL/GR enum strings stay the named
-  states.  Indices outside 0..65535 (epicsEnum16) are refused with an error
-  naming the value.
-- Naming or unnaming a state (writing ZRST..FFST) keeps the index: a held
-  5 becomes "five" when FVST is written, and 5 again when FVST is cleared.
+- VAL is a state index.  It is held as its state string when that string
+  names it unambiguously (not empty, and the first state with that text);
+  any other index -- no string, an empty slot below the last named state, a
+  repeated name, past FFST -- is held as the ``int``, so an index never
+  drifts to another state with the same text.  A plain ChannelEnum (no
+  ``record=``) still refuses unnamed indices: this mixin is only put on
+  mbbi/mbbo data (``record_data_class``).
+- As epics-base serves VAL: DBR_STRING gives the slot's string ("" for an
+  empty slot 0..15) and "Illegal Value" above 15; the numeric types give the
+  index; CTRL/GR enum strings are the states up to the last named one.
+  Indices outside 0..65535 (epicsEnum16) are refused with the value named.
+- A client's DBR_STRING write is resolved as a softIoc resolves it
+  (``state_for_text``): with states defined (SDEF), the first of the 16
+  slots whose string is the text -- so "" picks the first empty slot --
+  else the text as a state number below the number of strings.  Anything
+  else is a failed put (CaprotoValueError -> ECA_PUTFAIL) naming the text,
+  and changes nothing.
+- Naming or unnaming a state (ZRST..FFST) keeps the index: a held 5 becomes
+  "five" when FVST is written, and 5 again when FVST is cleared.  DBE_VALUE
+  and DBE_LOG fire with the DBE_PROPERTY when the text of the state held
+  changed (state_alarms.py adds the rewrite of unchanged text).
 - Alarms (STATE with the state's severity, UNSV above 15) are computed by
   state_alarms.py from ``state_index``, which gives the index either way.
 """
+import re
+
 from ..._convert import TO_WIRE
 from ..._data import ChannelEnum
-from ..._dbr import ChannelType
+from ..._dbr import ChannelType, SubscriptionType, channel_type, native_type
 
-__all__ = ("UnnamedStates", "MAX_STATE_INDEX", "STATE_SLOTS")
+__all__ = ("UnnamedStates", "MAX_STATE_INDEX", "STATE_SLOTS", "parse_state_number")
 
 MAX_STATE_INDEX = 65535       # VAL is an epicsEnum16
 STATE_SLOTS = 16              # ZRST..FFST
 _BEYOND_SLOTS = "Illegal Value"
+_VALUE_AND_LOG = SubscriptionType.DBE_VALUE | SubscriptionType.DBE_LOG
+
+# What epicsParseUInt16(text, base 0) reads: C isspace, then strtoul's number.
+_C_SPACE = " \t\n\v\f\r"
+_STRTOUL = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_ULONG = 1 << 64
+# Record types whose VAL ignores text after the number ("1abc" is state 1),
+# as a softIoc's mbbo does; its mbbi refuses it (tests/server/test_multibit_strings.py).
+_TRAILING_TEXT_IGNORED = frozenset({"mbbo"})
 
 
 def _as_index(value):
@@ -33,30 +54,71 @@ def _as_index(value):
     return None
 
 
+def parse_state_number(text, *, trailing_text=False):
+    """The state number `text` gives as epicsParseUInt16 reads it, or None.
+
+    strtoul with base 0 on a 64-bit unsigned long: leading C whitespace,
+    a sign, 0x hex or 0 octal; "-1" wraps to 2**64 - 1, which is then too
+    big, but "-65535" wraps back to 1.  Text after the number other than
+    whitespace makes it None unless `trailing_text`.
+    """
+    body = text.lstrip(_C_SPACE)
+    match = _STRTOUL.match(body)
+    if match is None:
+        return None
+    if not trailing_text and body[match.end():].strip(_C_SPACE):
+        return None
+    sign, digits = match.groups()
+    base = 16 if digits[:2].lower() == "0x" else 8 if digits[0] == "0" else 10
+    number = int(digits, base)
+    if number >= _ULONG:
+        return None                                   # strtoul: ERANGE
+    if sign == "-":
+        number = -number % _ULONG
+    if MAX_STATE_INDEX < number <= _ULONG - 1 - MAX_STATE_INDEX:
+        return None                                   # S_stdlib_overflow
+    return number & MAX_STATE_INDEX
+
+
 class UnnamedStates:
     """Mixin for a ChannelEnum class serving an mbbi/mbbo VAL."""
 
     applies_to = ChannelEnum
 
+    def _held(self, index):
+        """How state `index` is held: its name when that is unambiguous, else the int."""
+        strings = self._metadata["enum_strings"]
+        if index < len(strings) and strings[index] and strings.index(strings[index]) == index:
+            return strings[index]
+        return index
+
     def preprocess_value(self, value):
         if isinstance(value, (list, tuple)) and len(value) == 1:
             value = value[0]
         index = _as_index(value)
-        if index is not None and index >= len(self._metadata["enum_strings"]):
-            if not 0 <= index <= MAX_STATE_INDEX:
-                raise self._error(f"state index {index!r} is out of range 0.."
-                                  f"{MAX_STATE_INDEX}")
-            return index
-        return super().preprocess_value(value)
+        if index is None:
+            name = super().preprocess_value(value)
+            strings = self._metadata["enum_strings"]
+            return self._held(strings.index(name)) if name in strings else name
+        if not 0 <= index <= MAX_STATE_INDEX:
+            raise self._error(f"state index {index!r} is out of range 0..{MAX_STATE_INDEX}")
+        return self._held(index)
 
     def _native_values(self):
         if isinstance(self._value, int):
             return [self._value]
         return super()._native_values()
 
+    def _slot_text(self, index, strings=None):
+        """What DBR_STRING shows for state `index`."""
+        strings = self._metadata["enum_strings"] if strings is None else strings
+        if index < len(strings):
+            return strings[index]
+        return "" if index < STATE_SLOTS else _BEYOND_SLOTS
+
     def _read_values(self, native):
         if isinstance(self._value, int) and native == ChannelType.STRING:
-            text = "" if self._value < STATE_SLOTS else _BEYOND_SLOTS
+            text = self._slot_text(self._value)
             return self._convert([text], ChannelType.STRING, ChannelType.STRING, TO_WIRE)
         return super()._read_values(native)
 
@@ -65,9 +127,11 @@ class UnnamedStates:
         if "enum_strings" not in metadata:
             return super()._apply_metadata(metadata)
         index = self.state_index()
+        old = self._metadata["enum_strings"]
         flags = super()._apply_metadata(metadata)
-        strings = self._metadata["enum_strings"]
-        self._value = strings[index] if index < len(strings) else index
+        self._value = self._held(index)
+        if self._slot_text(index, old) != self._slot_text(index):
+            flags |= _VALUE_AND_LOG
         return flags
 
     def state_index(self):
@@ -76,3 +140,25 @@ class UnnamedStates:
             return self._value
         strings = self._metadata["enum_strings"]
         return strings.index(self._value) if self._value in strings else 0
+
+    def state_for_text(self, text):
+        """The state a client's DBR_STRING `text` selects, as a softIoc picks it
+        (see the module docstring); CaprotoValueError naming it if none."""
+        strings = self._metadata["enum_strings"]
+        record = self.field_inst
+        if record.states_defined():
+            slots = list(strings) + [""] * (STATE_SLOTS - len(strings))
+            if text in slots:
+                return slots.index(text)
+        number = parse_state_number(
+            text, trailing_text=record.record_type in _TRAILING_TEXT_IGNORED)
+        if number is not None and number < len(strings):
+            return number
+        raise self._error(f"{self.pvname}: {text!r} is neither one of the states "
+                          f"{list(strings)!r} nor a state number below {len(strings)}")
+
+    async def write_from_dbr(self, data, data_type, metadata, *, flags=0):
+        if native_type(channel_type(data_type)) != ChannelType.STRING or len(data) != 1:
+            return await super().write_from_dbr(data, data_type, metadata, flags=flags)
+        text, = self._convert(data, ChannelType.STRING, ChannelType.STRING)
+        return await self.write(self.state_for_text(text), flags=flags)

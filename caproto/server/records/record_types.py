@@ -168,8 +168,11 @@ def _multibit():
     defs = [F(f"{state}ST", "STRING", mirror=("enum", index), length=25,
               friendly=f"{name}_string")
             for index, (state, name) in enumerate(zip(_STATES, names))]
-    defs += [F(f"{state}VL", "ULONG", index, friendly=f"{name}_value")
-             for index, (state, name) in enumerate(zip(_STATES, names))]
+    # Raw values default to 0 as in epics-base: a record with no state
+    # strings then has no states defined (SDEF), which decides string puts
+    # and the SOFT alarm past FFST (multibit.py, state_alarms.py).
+    defs += [F(f"{state}VL", "ULONG", 0, friendly=f"{name}_value")
+             for state, name in zip(_STATES, names)]
     defs += [F(f"{state}SV", "MENU", "NO_ALARM", menu="sevr", process=True,
                friendly=f"{name}_severity")
              for state, name in zip(_STATES, names)]

@@ -15,13 +15,17 @@ Invariants:
   severe takes over (what a softIoc does).
 - With every state severity and COSV at NO_ALARM, an alarm that IOC code
   set stays; one this module raised (STATE/COS, mbbo's SOFT) is cleared.
+- Rewriting an mbbi/mbbo state string with its own text still posts
+  DBE_VALUE/DBE_LOG when VAL is that state, as the records' special() does
+  (a changed text posts through multibit.py's metadata update).
 - An mbbi/mbbo index past FFST (they may hold any 0..65535, multibit.py)
   raises STATE with UNSV; an mbbo with states defined first raises SOFT
   INVALID for it (its convert step cannot find a raw value), so UNSV never
   shows there -- both checked against a softIoc in test_mbb_unsv.py.
 """
 from ..._data import ChannelEnum
-from ..._dbr import AlarmSeverity, AlarmStatus
+from ..._dbr import AlarmSeverity, AlarmStatus, SubscriptionType
+from .multibit import UnnamedStates
 
 __all__ = ("StateAlarms", "state_index")
 
@@ -80,7 +84,7 @@ class StateAlarms:
         index = state_index(self.data, value)
         status, severity = AlarmStatus.NO_ALARM, AlarmSeverity.NO_ALARM
         if (self.invalid_past_slots and index is not None
-                and index >= len(self.state_severity_fields) and self._states_defined()):
+                and index >= len(self.state_severity_fields) and self.states_defined()):
             status, severity = AlarmStatus.SOFT, AlarmSeverity.INVALID_ALARM
         state_severity = self._state_severity(index)
         if state_severity > severity:
@@ -100,7 +104,7 @@ class StateAlarms:
         self._last_raised = status if severity else None
         return {"status": status, "severity": severity, "alarm_string": ""}
 
-    def _states_defined(self):
+    def states_defined(self):
         """epics-base's SDEF: some state has a string or a nonzero value."""
         return any(self.field_value(f"{name[:2]}ST") or self.field_value(f"{name[:2]}VL")
                    for name in self.state_severity_fields)
@@ -110,6 +114,17 @@ class StateAlarms:
         if self.unknown_severity_field:
             names.append(self.unknown_severity_field)
         return names
+
+    async def field_written(self, name, value):
+        """ZRST..FFST rewritten unchanged: DBE_VALUE/LOG if VAL is that state."""
+        mirror = self._defs[name].mirror
+        slot = mirror[1] if isinstance(mirror, tuple) and mirror[0] == "enum" else None
+        rewritten = slot is not None and self.fields[name].value == value
+        value = await super().field_written(name, value)
+        if (rewritten and isinstance(self.data, UnnamedStates)
+                and state_index(self.data) == slot):
+            await self.data.publish(SubscriptionType.DBE_VALUE | SubscriptionType.DBE_LOG)
+        return value
 
     async def sync(self, flags):
         await super().sync(flags)
