@@ -614,9 +614,7 @@ class CircuitHandler:
             try:
                 await entry.data.write_from_dbr(command.data, command.data_type,
                                                 command.metadata)
-            except CaprotoConversionError as exc:
-                status, message = CAStatus.ECA_NOCONVERT, str(exc)
-            except Exception as exc:
+            except Exception as exc:   # conversion too: rsrv says PUTFAIL for any
                 status, message = CAStatus.ECA_PUTFAIL, str(exc)
                 circuit_log.info("%s: write to %r refused: %s", self.address,
                                  entry.channel.name, exc)

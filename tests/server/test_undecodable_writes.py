@@ -94,3 +94,27 @@ def test_we_answer_undecodable_writes_and_keep_serving(layer):
         assert list(_replies(client, ReadNotifyResponse).data) == [1.0]
         client.close()
     assert pvdb["U:x"].value == 1.0
+
+
+def _write_text(client, channel, ioid):
+    client.send(channel.write(["not a number"], data_type=0, notify=True, ioid=ioid))
+    reply = client.next(WriteNotifyResponse)
+    assert reply.ioid == ioid
+    return reply.status
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_text_that_is_no_number_fails_the_put_as_on_a_softioc(layer, softioc_channel):
+    """A DBR_STRING put of "not a number" to a DOUBLE: rsrv answers
+    ECA_PUTFAIL (its dbPutField failed), not a conversion error code."""
+    client, x = softioc_channel()
+    theirs = _write_text(client, x, 401)
+    client.close()
+    pvdb = {"U:x": ca.ChannelDouble(value=1.0)}
+    with ServerThread(layer, pvdb) as context:
+        client = RawClient(context.port)
+        ours = _write_text(client, client.channel("U:x"), 401)
+        client.close()
+    assert theirs == CAStatus.ECA_PUTFAIL
+    assert ours == theirs
+    assert pvdb["U:x"].value == 1.0
