@@ -8,7 +8,9 @@ The layouts follow caget/caput/camonitor (epics-base tool_lib):
   status and severity empty while there is no alarm;
 - terse: the value alone;
 - detailed (caget -d): one indented block per PV with the metadata of the
-  requested DBR type.
+  requested DBR type;
+- camonitor's connection lines: a PV not found within -w, and a PV whose
+  server went away (``format_not_connected``, ``format_disconnected``).
 Numbers: doubles and floats as C's %g unless a format is chosen; integers
 in decimal or 0x/0o/binary.  `--format` takes a Python format string with
 the fields listed in FORMAT_FIELDS.
@@ -20,7 +22,9 @@ from .._dbr import AlarmSeverity, AlarmStatus, ChannelType, native_type
 
 __all__ = ("parse_dbr_type", "type_name", "field_type_name", "ValueFormat",
            "format_values", "format_line", "format_detailed", "format_custom",
-           "format_timestamp", "unix_stamp", "alarm_names", "FORMAT_FIELDS")
+           "format_timestamp", "unix_stamp", "stamp_of", "TimeText",
+           "alarm_names", "format_not_connected", "format_disconnected",
+           "FORMAT_FIELDS")
 
 NAME_WIDTH = 30
 FORMAT_FIELDS = ("pv_name", "value", "count", "timestamp", "status",
@@ -193,6 +197,33 @@ def stamp_of(metadata):
     return unix_stamp(int(seconds) + EPICS_EPOCH, metadata.nanoSeconds)
 
 
+class TimeText(str):
+    """A camonitor time column (``-t``) as text, for ``--format``.
+
+    Formatted without a spec it is the column exactly as camonitor prints
+    it (parentheses, elapsed seconds, empty for ``-t n``); a strftime spec
+    (``{timestamp:%H:%M:%S}``) and attributes (``{timestamp.year}``) apply
+    to `stamp`, the absolute time of the source -t chose (server if it has
+    s, else client; None for -t n, which formats as '').
+    """
+
+    def __new__(cls, text, stamp=None):
+        self = super().__new__(cls, text)
+        self.stamp = stamp
+        return self
+
+    def __format__(self, spec):
+        if not spec:
+            return str(self)
+        return "" if self.stamp is None else format(self.stamp, spec)
+
+    def __getattr__(self, name):
+        stamp = self.__dict__.get("stamp")
+        if stamp is None:
+            raise AttributeError(f"-t n prints no time stamp: no {name!r}")
+        return getattr(stamp, name)
+
+
 def format_timestamp(metadata):
     """Local time with microseconds, as caget -a prints it ('' if none;
     '<undefined>' for the all-zero stamp of a record never processed)."""
@@ -252,6 +283,25 @@ def format_line(name, response, fmt, mode="plain", stamp=None):
     values = [value] if count or _char_string(response.data,
                                               response.data_type, fmt) else []
     return head + sep.join([stamp, *values, status, severity])
+
+
+NOT_CONNECTED = "*** Not connected (PV not found)"
+DISCONNECTED = "*** disconnected"
+
+
+def format_not_connected(name, fmt):
+    """camonitor's line for a PV no server answered within -w."""
+    return _name_field(name, 1, fmt.separator) + NOT_CONNECTED
+
+
+def format_disconnected(name, count, fmt, stamp):
+    """camonitor's line when the server of PV `name` goes away.
+
+    camonitor pads the name as for its last update (`count` elements) and
+    prints the local time of the loss (`stamp`, a Stamp) whatever -t asks,
+    joined to the marker by a space even with -F.
+    """
+    return f"{_name_field(name, count, fmt.separator)}{stamp} {DISCONNECTED}"
 
 
 def _limit(value, native):
