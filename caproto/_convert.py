@@ -22,7 +22,7 @@ enum_strings=None, precision=None, direction=None)``
 
 ``format_double(value, precision)`` / ``format_float(value, precision)``
     epics-base's cvtDoubleToString / cvtFloatToString.
-``parse_integer(text)`` / ``parse_float(text)``
+``match_integer(text)`` / ``parse_integer(text)`` / ``parse_float(text)``
     strtol(base 0) / strtod prefix parsing; raise on no digits.
 ``encode_string(text, encoding)`` / ``truncate_string(text, encoding)``
     A DBR_STRING element: refuse (or cut) beyond 39 bytes.
@@ -44,7 +44,7 @@ from ._dbr import DBR_TYPES, ChannelType, channel_type, native_type, native_type
 from ._errors import CaprotoConversionError, CaprotoValueError
 
 __all__ = ("convert_values", "TO_WIRE", "FROM_WIRE", "format_double",
-           "format_float", "parse_integer", "parse_float", "encode_string",
+           "format_float", "match_integer", "parse_integer", "parse_float", "encode_string",
            "truncate_string", "char_array_to_string", "string_to_char_array",
            "build_metadata")
 
@@ -141,7 +141,8 @@ def _fixed_point(value, precision, rnd):
 
 # ------------------------------------------------------ string -> number
 
-_INT_RE = re.compile(r"\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+C_SPACE = " \t\n\v\f\r"             # C's isspace(), narrower than str.isspace
+_INT_RE = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _FLOAT_RE = re.compile(
     r"\s*([+-]?(?:0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)"
     r"(?:[pP][+-]?[0-9]+)?"
@@ -149,11 +150,12 @@ _FLOAT_RE = re.compile(
     r"|inf(?:inity)?|nan))", re.IGNORECASE)
 
 
-def parse_integer(text):
-    """strtol(text, &end, 0): leading number, trailing text ignored."""
+def match_integer(text):
+    """``(number, end)`` for the integer strtol(text, &end, 0) reads at the
+    start of `text` (C whitespace, sign, 0x hex, 0 octal, decimal), or None."""
     match = _INT_RE.match(text)
     if not match:
-        raise CaprotoConversionError(f"{text!r} is not an integer")
+        return None
     sign, digits = match.groups()
     if digits[:2].lower() == "0x":
         number = int(digits, 16)
@@ -161,7 +163,15 @@ def parse_integer(text):
         number = int(digits, 8)
     else:
         number = int(digits)
-    return -number if sign == "-" else number
+    return (-number if sign == "-" else number), match.end()
+
+
+def parse_integer(text):
+    """strtol(text, &end, 0): leading number, trailing text ignored."""
+    matched = match_integer(text)
+    if matched is None:
+        raise CaprotoConversionError(f"{text!r} is not an integer")
+    return matched[0]
 
 
 def parse_float(text):

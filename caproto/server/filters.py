@@ -48,7 +48,7 @@ import re
 import time
 
 from .._constants import EPICS_EPOCH
-from .._convert import TO_WIRE, build_metadata, convert_values
+from .._convert import TO_WIRE, build_metadata, convert_values, match_integer
 from .._data import SubscriptionUpdate
 from .._dbr import (
     ChannelType,
@@ -489,17 +489,10 @@ def _c_integer(part, text):
     part = part.strip()
     if not part:
         return None
-    match = re.fullmatch(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)", part)
-    if match is None:
+    matched = match_integer(part)
+    if matched is None or matched[1] != len(part):
         raise FilterError(f"{text!r}: {part!r} is not an integer array index")
-    sign, digits = match.groups()
-    if digits[:2].lower() == "0x":
-        number = int(digits, 16)
-    elif digits.startswith("0") and len(digits) > 1:
-        number = int(digits, 8)
-    else:
-        number = int(digits)
-    return -number if sign == "-" else number
+    return matched[0]
 
 
 _SYNC_MODES = ("before", "first", "last", "after", "while", "unless")

@@ -25,9 +25,7 @@ Invariants:
 - Alarms (STATE with the state's severity, UNSV above 15) are computed by
   state_alarms.py from ``state_index``, which gives the index either way.
 """
-import re
-
-from ..._convert import TO_WIRE
+from ..._convert import C_SPACE, TO_WIRE, match_integer
 from ..._data import ChannelEnum
 from ..._dbr import ChannelType, SubscriptionType, channel_type, native_type
 
@@ -38,9 +36,6 @@ STATE_SLOTS = 16              # ZRST..FFST
 _BEYOND_SLOTS = "Illegal Value"
 _VALUE_AND_LOG = SubscriptionType.DBE_VALUE | SubscriptionType.DBE_LOG
 
-# What epicsParseUInt16(text, base 0) reads: C isspace, then strtoul's number.
-_C_SPACE = " \t\n\v\f\r"
-_STRTOUL = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _ULONG = 1 << 64
 # Record types whose VAL ignores text after the number ("1abc" is state 1),
 # as a softIoc's mbbo does; its mbbi refuses it (tests/server/test_multibit_strings.py).
@@ -58,23 +53,20 @@ def parse_state_number(text, *, trailing_text=False):
     """The state number `text` gives as epicsParseUInt16 reads it, or None.
 
     strtoul with base 0 on a 64-bit unsigned long: leading C whitespace,
-    a sign, 0x hex or 0 octal; "-1" wraps to 2**64 - 1, which is then too
-    big, but "-65535" wraps back to 1.  Text after the number other than
+    a sign, 0x hex or 0 octal; a negative number wraps modulo 2**64, and
+    epicsParseUInt16 accepts what then lies within 0xffff of either end:
+    "-1" is 65535, "-65535" is 1, "70000" and "-70000" are refused.  Text after the number other than
     whitespace makes it None unless `trailing_text`.
     """
-    body = text.lstrip(_C_SPACE)
-    match = _STRTOUL.match(body)
-    if match is None:
+    matched = match_integer(text)
+    if matched is None:
         return None
-    if not trailing_text and body[match.end():].strip(_C_SPACE):
+    number, end = matched
+    if not trailing_text and text[end:].strip(C_SPACE):
         return None
-    sign, digits = match.groups()
-    base = 16 if digits[:2].lower() == "0x" else 8 if digits[0] == "0" else 10
-    number = int(digits, base)
-    if number >= _ULONG:
+    if abs(number) >= _ULONG:
         return None                                   # strtoul: ERANGE
-    if sign == "-":
-        number = -number % _ULONG
+    number %= _ULONG                                  # "-1" wraps as strtoul's does
     if MAX_STATE_INDEX < number <= _ULONG - 1 - MAX_STATE_INDEX:
         return None                                   # S_stdlib_overflow
     return number & MAX_STATE_INDEX
