@@ -110,10 +110,8 @@ class Context(common.Context):
                 for sock, interface in udp_sockets:
                     nursery.start_soon(self._udp_loop, sock, interface,
                                        replies[interface])
-                listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
-                             for s in tcp_sockets]
-                nursery.start_soon(trio.serve_listeners, self._serve_circuit,
-                                   listeners)
+                for sock in tcp_sockets:
+                    nursery.start_soon(self._accept, sock, nursery)
                 self.log_serving("trio")
                 if log_pv_names:
                     log.info(self.pv_names_text())
@@ -125,7 +123,8 @@ class Context(common.Context):
                 await self._stopping.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            for sock in [s for s, _ in udp_sockets] + [beacon_socket]:
+            for sock in ([s for s, _ in udp_sockets] + [beacon_socket]
+                         + tcp_sockets):
                 sock.close()
             with trio.CancelScope(shield=True):
                 for hook in self.hooks("server_shutdown"):
@@ -149,52 +148,108 @@ class Context(common.Context):
             sockets.send_beacons(self, sock)
             await trio.sleep(interval)
 
-    async def _serve_circuit(self, stream):
-        sockets.configure_client_socket(stream.socket)
-        handler = self.new_circuit(stream.socket.getpeername()[:2], _Wakeup())
-        lock = trio.Lock()
-        handler.drain = lambda: self._flush(handler, stream, lock)
+    async def _accept(self, listener, nursery):
+        """Accept circuits on a plain socket (a trio SocketStream would put a
+        scheduler trip into every recv and send of every circuit)."""
+        listener.setblocking(False)
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            try:
+                client, address = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as exc:      # out of file descriptors: wait, retry
+                log.error("cannot accept a circuit: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._serve_circuit, client, address)
+
+    async def _serve_circuit(self, client, address):
+        client.setblocking(False)
+        sockets.configure_client_socket(client)
+        sender = _CircuitSocket(client)
+        handler = self.new_circuit(address[:2], _Wakeup())
+        handler.drain = functools.partial(sender.flush, handler)
         error = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_events, handler, stream, lock)
+                nursery.start_soon(self._send_events, handler, sender)
                 try:
                     while True:
-                        data = await stream.receive_some(handler.recv_size)
+                        data = await sender.recv(handler.recv_size)
                         if not data:
                             break
                         await handler.received(data)
-                        await self._flush(handler, stream, lock)
+                        await sender.flush(handler)
+                        if len(data) >= common.RECV_CHUNK:
+                            # a flooding client must not starve the others
+                            await trio.lowlevel.checkpoint()
                 except common.DroppedCircuit as exc:
                     error = exc
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                except OSError:
                     pass
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await self.circuit_closed(handler, error)
-                await stream.aclose()
+            client.close()
 
     @staticmethod
-    async def _flush(handler, stream, lock):
-        """Write everything `handler` has queued: sendmsg on the stream's
-        socket (it waits while the socket is full), so a header and its
-        array go in one call and the array is never copied."""
-        async with lock:
-            buffers = handler.take_output()
-            if buffers:
-                await sockets.send_all(
-                    stream.socket.sendmsg,
-                    functools.partial(trio.lowlevel.wait_writable, stream.socket),
-                    buffers)
-
-    async def _send_events(self, handler, stream, lock):
+    async def _send_events(handler, sender):
         try:
             while True:
                 await handler.wakeup.wait()
-                await self._flush(handler, stream, lock)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await sender.flush(handler)
+        except OSError:
             pass
+
+
+class _CircuitSocket:
+    """A circuit's plain socket: recv and sendmsg are tried at once and only
+    wait (``wait_readable``/``wait_writable``) when the kernel says so.
+
+    trio's own socket methods pass through the scheduler on every call even
+    when data is there, which for a client doing one get at a time is most
+    of the cost of answering it.  The loop in ``_serve_circuit`` yields
+    after every full chunk instead, as the other layers do.
+    """
+
+    def __init__(self, sock):
+        self._sock = sock
+        self._held = False                    # the write lock (see flush)
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def recv(self, size):
+        while True:
+            try:
+                return self._sock.recv(size)
+            except (BlockingIOError, InterruptedError):
+                await trio.lowlevel.wait_readable(self._sock)
+
+    async def _sendmsg(self, views):
+        try:
+            return self._sock.sendmsg(views)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    async def _wait_writable(self):
+        await trio.lowlevel.wait_writable(self._sock)
+
+    async def flush(self, handler):
+        """Write everything `handler` has queued: header and array in one
+        sendmsg, the array never copied.  Replies and events are written by
+        two tasks; the lock keeps each write whole (taken without a
+        scheduler trip when free, unlike trio.Lock)."""
+        while self._held:
+            await self._lot.park()
+        self._held = True
+        try:
+            buffers = handler.take_output()
+            if buffers:
+                await sockets.send_all(self._sendmsg, self._wait_writable, buffers)
+        finally:
+            self._held = False
+            self._lot.unpark()
 
 
 async def start_server(pvdb, *, interfaces=None, log_pv_names=False,
