@@ -121,7 +121,7 @@ class ReceiveBuffer:
     def pending_small(self):
         """``(storage, start, end)``: the buffered bytes of small commands, for a
         caller that parses a run of simple commands itself (see
-        VirtualCircuit.recv_create_requests), or None while a large payload
+        serve_create_requests), or None while a large payload
         is arriving or the stream is broken.  Hand back what it used with
         ``skip_to``."""
         if self._large is not None or self._error is not None:

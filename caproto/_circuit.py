@@ -140,9 +140,12 @@ class VirtualCircuit:
         returned.  ``num_bytes_needed`` is how many more bytes would complete
         the next command (0 means nothing is pending).  Call with no
         arguments to continue after a RemoteProtocolError.  `stop_before`
-        (a command ID) leaves the commands from the next one of that kind
-        on in the buffer, for a caller with a faster way to take them.
+        (a command ID or a collection of them) leaves the commands from the
+        next one of those kinds on in the buffer, for a caller with a faster
+        way to take them; at least one command is always taken.
         """
+        if isinstance(stop_before, int):
+            stop_before = (stop_before,)
         for data in buffers:
             self._buffer.feed(data)
         commands = []
@@ -151,7 +154,7 @@ class VirtualCircuit:
             if stop_before is not None and commands:
                 pending = self._buffer.pending_small()
                 if (pending is not None and pending[2] - pending[1] >= 2
-                        and pending[0][pending[1] + 1] == stop_before
+                        and pending[0][pending[1] + 1] in stop_before
                         and not pending[0][pending[1]]):
                     break
             try:

@@ -39,7 +39,7 @@ from .._constants import DEFAULT_PROTOCOL_VERSION, SERVER
 from .._data import ChannelData, SubscriptionSpec
 from .._errors import (CaprotoConversionError, LocalProtocolError,
                        RemoteProtocolError)
-from .._fastlane import serve_create_requests
+from .._fastlane import READ_NOTIFY, serve_create_requests, serve_read_requests
 from .._headers import pack_header
 from .._status import CAStatus
 from .access import begin_trapwrite
@@ -50,13 +50,15 @@ __all__ = ("CircuitHandler", "Subscription", "DroppedCircuit", "RECV_CHUNK",
 RECV_CHUNK = 1 << 14               # bytes handled per turn of the loop, unless a
                                    # large payload needs more (fairness to others)
 OUTBOX_LIMIT = 1 << 20             # replies queued before the layer stops reading
+LARGE_ANSWER = 1 << 16             # an answer this large is sent from its own buffers
 EVENT_QUEUE_BYTES = 1 << 20        # pending updates before each sub keeps only its newest
 PENDING_PER_SUBSCRIPTION = 8
 _UNKNOWN_CID = 0xFFFFFFFF
 _READ, _WRITE = int(_dbr.AccessRights.READ), int(_dbr.AccessRights.WRITE)
 # AccessRights by int: enum construction costs microseconds per channel created.
 _RIGHTS = {int(rights): _dbr.AccessRights(rights) for rights in range(4)}
-_CREATE_CHAN = CreateChanRequest.ID
+#: Commands the fast lanes take (circuit.recv stops before them).
+_LANES = (CreateChanRequest.ID, READ_NOTIFY)
 _ANY_EVENT = 0xF                   # DBE_VALUE | DBE_LOG | DBE_ALARM | DBE_PROPERTY
 
 circuit_log = logging.getLogger("caproto.circ")
@@ -98,7 +100,7 @@ class _ChannelEntry:
         self.channel_filter = channel_filter
         self.set_rights(rights)
         self.subs = {}
-        self.read_cache = {}       # (data_type, count) -> (state, response)
+        self.read_cache = {}       # (data_type, count) -> (state, response, wire)
 
     def set_rights(self, rights):
         """`rights` (AccessRights), and as an int for every request's check."""
@@ -197,6 +199,15 @@ def _fit_count(values, count, data_type):
     return list(values) + [_zero(data_type)] * missing, count
 
 
+def _answer_bytes(data_type, count):
+    return _dbr.dbr_metadata_size(data_type) + _dbr.dbr_value_size(data_type) * count
+
+
+def _answer_exceeds(data_type, count, max_array_bytes):
+    """Whether an answer of `count` elements is over EPICS_CA_MAX_ARRAY_BYTES."""
+    return count > 1 and _answer_bytes(data_type, count) > payload_limit(max_array_bytes)
+
+
 def _max_count(data, data_type):
     """Most elements a request for `data_type` may ask of `data`."""
     count = data.max_length
@@ -256,17 +267,28 @@ class CircuitHandler:
     async def received(self, data):
         """Process every complete command in `data` (a bytes-like chunk)."""
         buffers = (data,)
+        answer_read = self._read_server()
         while True:
-            # Made anew after each pass of the general path: a HostNameRequest
-            # just processed changes the rights of the channels after it.
-            reply, taken = serve_create_requests(   # the connect-flood fast lane
-                self.circuit, self._channel_server(), *buffers)
-            buffers = ()
-            if taken:
-                self._outbox.append(reply)
-                self._outbox_bytes += len(reply)
+            while True:                     # the fast lanes, while they take
+                # Made anew each pass: a HostNameRequest just processed
+                # changes the rights of the channels after it.
+                reply, created = serve_create_requests(   # connect floods
+                    self.circuit, self._channel_server(), *buffers)
+                buffers = ()
+                if created:
+                    self._outbox.append(reply)
+                    self._outbox_bytes += len(reply)
+                if self._outbox_bytes >= OUTBOX_LIMIT and self.drain is not None:
+                    await self.drain()
+                answers, nbytes, read = serve_read_requests(  # polling clients
+                    self.circuit, answer_read, OUTBOX_LIMIT - self._outbox_bytes)
+                if read:
+                    self._outbox.extend(answers)
+                    self._outbox_bytes += nbytes
+                if not (created or read):
+                    break
             try:
-                commands, _needed = self.circuit.recv(stop_before=_CREATE_CHAN)
+                commands, _needed = self.circuit.recv(stop_before=_LANES)
             except RemoteProtocolError as exc:
                 refused = getattr(exc, "command", None)
                 if refused is None:          # unparseable: the stream is lost
@@ -274,7 +296,6 @@ class CircuitHandler:
                 for command in exc.commands:
                     await self._dispatch(command)
                 self._refused(refused, exc)
-                buffers = ()
                 continue
             for command in commands:
                 await self._dispatch(command)
@@ -282,7 +303,7 @@ class CircuitHandler:
                     await self.drain()
             self._needed = _needed
             if not commands:
-                break                # else recv may have stopped before a create
+                break                # else recv may have stopped before a lane's
 
     async def _dispatch(self, command):
         handler = self._HANDLERS.get(type(command))
@@ -539,16 +560,34 @@ class CircuitHandler:
         return entry, data_type
 
     def _too_large(self, command, entry, data_type, count):
-        if count <= 1:
-            return False
-        nbytes = (_dbr.dbr_metadata_size(data_type)
-                  + _dbr.dbr_value_size(data_type) * count)
-        if nbytes > payload_limit(self.context.max_array_bytes):
+        if _answer_exceeds(data_type, count, self.context.max_array_bytes):
             self._error(command, CAStatus.ECA_TOLARGE,
-                        f"{entry.channel.name!r}: {nbytes} bytes exceed "
-                        f"EPICS_CA_MAX_ARRAY_BYTES={self.context.max_array_bytes}")
+                        f"{entry.channel.name!r}: {_answer_bytes(data_type, count)} "
+                        f"bytes exceed EPICS_CA_MAX_ARRAY_BYTES="
+                        f"{self.context.max_array_bytes}")
             return True
         return False
+
+    def _read_server(self):
+        """``answer(sid, data_type, count)`` for the read lane: the wire form
+        of a ReadNotifyResponse the general path would send from
+        ``_cached_read``, or None wherever it would do anything else (an
+        error, a getter hook, a filter)."""
+        entries, max_array_bytes = self._entries, self.context.max_array_bytes
+
+        def answer(sid, data_type, count):
+            entry = entries.get(sid)
+            if entry is None or not entry.allowed & _READ or entry.channel_filter is not None:
+                return None
+            data, data_type = entry.data, _TYPES.get(data_type)
+            if data_type is None or not _cacheable(data, data_type):
+                return None
+            if count > 1 and count > _max_count(data, data_type):
+                return None
+            if _answer_exceeds(data_type, count or len(data), max_array_bytes):
+                return None
+            return self._read_answer(entry, data_type, count)[2]
+        return answer
 
     async def _on_read(self, command):
         entry, data_type = self._check_request(command, _READ,
@@ -581,21 +620,38 @@ class CircuitHandler:
                                       metadata=metadata, notify=notify))
 
     def _cached_read(self, entry, data_type, command):
-        """The answer to a numeric read, encoded once per value/timestamp/alarm.
+        """The answer to a numeric read, encoded once per value/timestamp/alarm."""
+        return _derive(self._read_answer(entry, data_type,
+                                         command.header.data_count)[1],
+                       ioid=command.ioid)
+
+    @staticmethod
+    def _read_answer(entry, data_type, count):
+        """``(state, response, wire)`` for a read of `count` elements, made
+        again when the value, timestamp or alarm changed.
 
         Only for channels whose read is ChannelData's own (no getter hook),
-        so the answer depends on nothing else (see _cacheable)."""
+        so the answer depends on nothing else (see _cacheable).  `response`
+        has ioid 0; `wire` is it as the read lane sends it (see
+        serve_read_requests): first 12 header bytes, what follows the
+        ioid, size."""
         data = entry.data
         state = (data.value, data.timestamp, data.alarm.status, data.alarm.severity)
-        key = (data_type, command.header.data_count)
+        key = (data_type, count)
         cached = entry.read_cache.get(key)
         if cached is None or cached[0][0] is not state[0] or cached[0][1:] != state[1:]:
             metadata, values = _run_now(data.read(data_type))
-            values, count = _fit_count(values, key[1], data_type)
-            template = entry.channel.read(values, 0, data_type, count,
+            values, count = _fit_count(values, count, data_type)
+            response = entry.channel.read(values, 0, data_type, count,
                                           metadata=metadata)
-            entry.read_cache[key] = cached = (state, template)
-        return _derive(cached[1], ioid=command.ioid)
+            header, *payload = response.buffers
+            header = bytes(header)
+            tail = [header[16:], *payload]
+            if bytelen(tail) < LARGE_ANSWER:
+                tail = [b"".join(tail)]
+            wire = (header[:12], tail, len(header) + bytelen(payload))
+            entry.read_cache[key] = cached = (state, response, wire)
+        return cached
 
     async def _on_write(self, command):
         notify = type(command) is WriteNotifyRequest

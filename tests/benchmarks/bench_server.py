@@ -259,7 +259,7 @@ def monitor_rate(subs, duration):
     return rate
 
 
-def measure(duration, repeat):
+def measure(duration, repeat, only=None):
     """Every measurement against the running server, best of `repeat` runs
     (this shared 2-CPU machine disturbs single runs by up to 2x).  The
     monitor floods come last: a killed putter leaves its socket buffers'
@@ -273,6 +273,8 @@ def measure(duration, repeat):
             ("events/s, 10 subs/PV", lambda: monitor_rate(10, duration))]
     results = {}
     for name, job in jobs:
+        if only and not any(word in name for word in only):
+            continue
         runs = [job() for _ in range(repeat)]
         results[name] = min(runs) if name in LOWER_IS_BETTER else max(runs)
     return results
@@ -311,6 +313,9 @@ def main():
     parser.add_argument("--layers", default="asyncio,curio,trio")
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="",
+                        help="comma-separated words: run only the measures "
+                             "whose names contain one (e.g. gets,latency)")
     parser.add_argument("--quick", action="store_true",
                         help="1 s per measurement, no repeats")
     args = parser.parse_args()
@@ -338,7 +343,8 @@ def run_all(args, duration, table):
         for kind in ["softIoc"] + args.layers.split(","):
             server = serve(kind, Path(tmp))
             try:
-                table[kind] = measure(duration, args.repeat)
+                table[kind] = measure(duration, args.repeat,
+                                      [w for w in args.only.split(",") if w])
             finally:
                 server.stop()
             print(f"{kind}: {json.dumps(table[kind])}", file=sys.stderr)
