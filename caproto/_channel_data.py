@@ -32,6 +32,11 @@ _VALUE_AND_LOG = _DBE.DBE_VALUE | _DBE.DBE_LOG
 _NO_EVENTS = _DBE(0)    # bits are ORed as ints, made flags once (IntFlag `|` is slow)
 _SCALAR_TYPES = frozenset({float, int, bool, str, bytes, bytearray})
 _READ_WRITE = AccessRights.READ | AccessRights.WRITE
+# Types whose metadata is at most status, severity and timestamp: most reads
+# and events; their metadata is built without copying the channel's.
+_ALARM_AND_TIME_ONLY = frozenset(
+    t for t in ChannelType
+    if t <= ChannelType.TIME_DOUBLE and not ChannelType.GR_STRING <= t)
 _ALARM_FIELDS = ("status", "severity", "alarm_string", "must_acknowledge_transient",
                  "severity_to_acknowledge")
 
@@ -183,10 +188,14 @@ class ChannelData:
         data_type = channel_type(data_type)
         source = self.alarm_source()
         alarm = source.alarm
-        fields = dict(self._metadata, status=alarm.status, severity=alarm.severity,
-                      timestamp=source._timestamp,
-                      ackt=int(alarm.must_acknowledge_transient),
-                      acks=alarm.severity_to_acknowledge)
+        if data_type in _ALARM_AND_TIME_ONLY:
+            fields = {"status": alarm.status, "severity": alarm.severity,
+                      "timestamp": source._timestamp}
+        else:
+            fields = dict(self._metadata, status=alarm.status, severity=alarm.severity,
+                          timestamp=source._timestamp,
+                          ackt=int(alarm.must_acknowledge_transient),
+                          acks=alarm.severity_to_acknowledge)
         metadata = build_metadata(data_type, fields, string_encoding=self.string_encoding)
         if data_type == ChannelType.CLASS_NAME:
             return metadata, [self.reported_record_type.encode(self.string_encoding)]

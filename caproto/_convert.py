@@ -344,25 +344,48 @@ def build_metadata(data_type, values, *, string_encoding="latin-1"):
     if cls is None:
         return None
     md = cls()
-    names = {name for name, _ in cls._fields_}
+    kinds = _METADATA_KINDS.get(cls) or _metadata_kinds(cls)
     value_type = native_type(data_type)
     for key, value in values.items():
-        if value is None:
+        kind = kinds.get(key)
+        if kind is None or value is None:
             continue
-        if key == "timestamp" and "secondsSinceEpoch" in names:
+        if kind is _INT:
+            setattr(md, key, int(value))
+        elif kind is _TIMESTAMP:
             md.timestamp = value
-        elif key == "units" and "units" in names:
+        elif kind is _LIMIT:
+            if value_type not in _FLOATS and value != value:
+                value = 0           # dbAccess sends a NaN limit as 0 to integers
+            setattr(md, key, _number_to(value, value_type))
+        elif kind is _UNITS:
             md.units = truncate_string(value, string_encoding, MAX_UNITS_SIZE)
-        elif key == "enum_strings" and "strs" in names:
+        else:                                           # enum_strings
             strings = list(value)[:len(md.strs)]
             md.no_str = len(strings)
             for i, text in enumerate(strings):
                 md.strs[i].value = truncate_string(text, string_encoding,
                                                    MAX_ENUM_STRING_SIZE)
-        elif key.endswith("_limit") and key in names:
-            if value_type not in _FLOATS and value != value:
-                value = 0           # dbAccess sends a NaN limit as 0 to integers
-            setattr(md, key, _number_to(value, value_type))
-        elif key in names and not key.startswith("RISC_pad"):
-            setattr(md, key, int(value))
     return md
+
+
+_INT, _TIMESTAMP, _LIMIT, _UNITS, _ENUM_STRINGS = (
+    "int", "timestamp", "limit", "units", "enum_strings")
+#: DBR structure -> {key of build_metadata's dict: how it is stored}
+_METADATA_KINDS = {}
+
+
+def _metadata_kinds(cls):
+    """Which keys `cls` takes and how (made once per structure: every read
+    and every event builds metadata)."""
+    names = {name for name, _ in cls._fields_}
+    kinds = {name: _LIMIT if name.endswith("_limit") else _INT
+             for name in names if not name.startswith("RISC_pad")}
+    if "secondsSinceEpoch" in names:
+        kinds["timestamp"] = _TIMESTAMP
+    if "units" in names:
+        kinds["units"] = _UNITS
+    if "strs" in names:
+        kinds["enum_strings"] = _ENUM_STRINGS
+    _METADATA_KINDS[cls] = kinds
+    return kinds
