@@ -172,15 +172,12 @@ class Context(common.Context):
         udp_sockets = sockets.bind_udp_sockets(self)
         tcp_sockets = sockets.bind_tcp_sockets(self)
         beacon_socket = sockets.make_beacon_socket()
-        replies = {}
-        for sock, interface in udp_sockets:
-            replies.setdefault(interface, sock)
         try:
             # Our own readiness callback rather than a datagram transport:
             # a burst of searches is answered in one wakeup of the loop.
-            for sock, interface in udp_sockets:
+            for sock, reply_socket, interface in sockets.search_endpoints(udp_sockets):
                 self._loop.add_reader(sock.fileno(), sockets.answer_waiting_datagrams,
-                                      self, sock, replies[interface], interface)
+                                      self, sock, reply_socket, interface)
             for sock in tcp_sockets:
                 self._spawn(self._accept(sock), "accepting circuits")
             self.log_serving("asyncio")

@@ -83,14 +83,11 @@ class Context(common.Context):
         udp_sockets = sockets.bind_udp_sockets(self)
         tcp_sockets = sockets.bind_tcp_sockets(self)
         beacon_socket = sockets.make_beacon_socket()
-        replies = {}
-        for sock, interface in udp_sockets:
-            replies.setdefault(interface, sock)
         tasks = []
         try:
-            for sock, interface in udp_sockets:
+            for sock, reply_socket, interface in sockets.search_endpoints(udp_sockets):
                 tasks.append(await curio.spawn(
-                    self._udp_loop(sock, interface, replies[interface]), daemon=True))
+                    self._udp_loop(sock, interface, reply_socket), daemon=True))
             for sock in tcp_sockets:
                 tasks.append(await curio.spawn(self._accept_loop(sock), daemon=True))
             self.log_serving("curio")

@@ -121,6 +121,17 @@ def answer_datagram(context, reply_socket, data, address, interface):
             log.debug("search reply to %s failed: %s", destination, exc)
 
 
+def search_endpoints(udp_sockets):
+    """[(socket, reply socket, interface)] for `udp_sockets` (from
+    bind_udp_sockets): answers go out of the interface's own socket, so a
+    search received on its broadcast address is answered from the
+    interface's address."""
+    replies = {}
+    for sock, interface in udp_sockets:
+        replies.setdefault(interface, sock)
+    return [(sock, replies[interface], interface) for sock, interface in udp_sockets]
+
+
 def answer_waiting_datagrams(context, sock, reply_socket, interface, limit=64):
     """Answer up to `limit` datagrams already waiting on non-blocking `sock`:
     the work of one readiness callback, so a burst of search datagrams costs

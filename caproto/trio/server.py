@@ -89,6 +89,7 @@ class Context(common.Context):
         super().__init__(pvdb, interfaces)
         self._token = None
         self._stopping = None
+        self._searches = []
 
     def stop(self):
         """Ask `run` to finish (thread-safe)."""
@@ -102,14 +103,11 @@ class Context(common.Context):
         udp_sockets = sockets.bind_udp_sockets(self)
         tcp_sockets = sockets.bind_tcp_sockets(self)
         beacon_socket = sockets.make_beacon_socket()
-        replies = {}
-        for sock, interface in udp_sockets:
-            replies.setdefault(interface, sock)
+        self._searches = sockets.search_endpoints(udp_sockets)
         try:
             async with trio.open_nursery() as nursery:
-                for sock, interface in udp_sockets:
-                    nursery.start_soon(self._udp_loop, sock, interface,
-                                       replies[interface])
+                for sock, reply_socket, interface in self._searches:
+                    nursery.start_soon(self._udp_loop, sock, interface, reply_socket)
                 for sock in tcp_sockets:
                     nursery.start_soon(self._accept, sock, nursery)
                 self.log_serving("trio")
@@ -182,7 +180,14 @@ class Context(common.Context):
                         await handler.received(data)
                         await sender.flush(handler)
                         if len(data) >= common.RECV_CHUNK:
-                            # a flooding client must not starve the others
+                            # A flooding client must not starve the others.
+                            # trio runs a woken task only in its next batch,
+                            # after this circuit's next chunk: answer waiting
+                            # searches now, or a client connecting thousands
+                            # of channels waits for them (connect -25%).
+                            for sock, reply_socket, interface in self._searches:
+                                sockets.answer_waiting_datagrams(
+                                    self, sock, reply_socket, interface)
                             await trio.lowlevel.checkpoint()
                 except common.DroppedCircuit as exc:
                     error = exc
