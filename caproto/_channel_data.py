@@ -205,6 +205,12 @@ class ChannelData:
             return metadata, [int(fields["acks"])]
         return metadata, self._read_values(native_type(data_type))
 
+    def _reads_stored_state(self):
+        """Whether ``read`` answers from the stored value, alarm and timestamp
+        only (not overridden): then the server may reuse an answer's encoding
+        until those change."""
+        return type(self).read is ChannelData.read
+
     def alarm_source(self):
         """The channel whose alarm and timestamp reads report and PUT_ACKT/ACKS
         acknowledge: this one, except that a record's field answers with its

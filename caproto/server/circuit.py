@@ -121,7 +121,8 @@ class _EventQueue:
 
 _TYPES = {int(t): t for t in _dbr.ChannelType}
 # Native numeric types whose plain/STS/TIME reads depend only on value,
-# timestamp and alarm: their encoded answers may be reused (see _cached_read).
+# timestamp and alarm (the alarm source's): their encoded answers may be
+# reused (see _read_answer).
 _CACHED_NATIVE = {_dbr.ChannelType.DOUBLE, _dbr.ChannelType.FLOAT,
                   _dbr.ChannelType.LONG, _dbr.ChannelType.INT,
                   _dbr.ChannelType.CHAR}
@@ -159,12 +160,11 @@ _CLEARED_TEMPLATE = ClearChannelResponse(0, 0)
 
 def _cacheable(data, data_type):
     """Whether reads of `data` as `data_type` may reuse an earlier encoding."""
-    cls = type(data)
     return (data.data_type in _CACHED_NATIVE
             and data_type in (data.data_type, data.data_type + 7,
                               data.data_type + 14)
-            and cls.read is ChannelData.read
-            and cls._native_values is ChannelData._native_values)
+            and type(data)._native_values is ChannelData._native_values
+            and data._reads_stored_state())
 
 
 def _run_now(coro):
@@ -636,7 +636,8 @@ class CircuitHandler:
         serve_read_requests): first 12 header bytes, what follows the
         ioid, size."""
         data = entry.data
-        state = (data.value, data.timestamp, data.alarm.status, data.alarm.severity)
+        source = data.alarm_source()     # a record's field: the record's alarm, time
+        state = (data.value, source.timestamp, source.alarm.status, source.alarm.severity)
         key = (data_type, count)
         cached = entry.read_cache.get(key)
         if cached is None or cached[0][0] is not state[0] or cached[0][1:] != state[1:]:

@@ -134,6 +134,8 @@ class PVGroup:
         get = instance.pvspec.get
         return None if get is None else await get(self, instance)
 
+    group_read.calls_getter_only = True    # see PvpropertyData._reads_stored_state
+
     async def group_write(self, instance, value):
         """Every write to `instance` comes here; default: its putter."""
         put = instance.pvspec.put

@@ -151,6 +151,12 @@ class PvpropertyData:
             value = value.name            # an enum.Enum member is its state name
         return super().preprocess_value(value)
 
+    def _reads_stored_state(self):
+        # No getter and nothing overriding read or group_read: then a read
+        # is ChannelData's (see ChannelData._reads_stored_state).
+        return (type(self).read is PvpropertyData.read and self.pvspec.get is None
+                and getattr(type(self.group).group_read, "calls_getter_only", False))
+
     async def read(self, data_type):
         if not self._quiet:
             value = await self.group.group_read(self)

@@ -210,3 +210,78 @@ def test_the_lane_is_only_for_servers():
     client = ca.VirtualCircuit(ca.CLIENT, ADDRESS, 0)
     with pytest.raises(ca.LocalProtocolError):
         server_circuit.serve_read_requests(client, lambda *args: None, 1)
+
+
+def test_a_field_read_reports_its_records_current_alarm_and_time():
+    """rec.HIHI answers with the record's timestamp and alarm, as an IOC
+    does; a cached answer must not keep the old ones once the record
+    changed (the field itself did not)."""
+    from caproto.server import PVGroup, pvproperty
+
+    class Group(PVGroup):
+        x = pvproperty(value=1.0, record="ai")
+
+    group = Group(prefix="R:")
+    context = common.Context(dict(group.pvdb), interfaces=["127.0.0.1"])
+    handler = context.new_circuit(ADDRESS, _Wakeup())
+    _client, channels = _connect(handler, ["R:x.HIHI"])
+    sid = channels["R:x.HIHI"].sid
+
+    def read_time(ioid):
+        _feed(handler, _read(sid, ioid, ca.ChannelType.TIME_DOUBLE, 1))
+        answer = _output(handler)
+        metadata = ca.DBR_TYPES[ca.ChannelType.TIME_DOUBLE].from_buffer_copy(answer[16:])
+        return metadata.status, metadata.severity, metadata.timestamp
+
+    async def record_changes():
+        await group.x.write(2.0, timestamp=1_900_000_000.5,
+                            status=ca.AlarmStatus.HIHI, severity=ca.AlarmSeverity.MAJOR_ALARM)
+
+    before = read_time(1)
+    asyncio.run(record_changes())
+    after = read_time(2)
+    assert before != after
+    assert after == (ca.AlarmStatus.HIHI, ca.AlarmSeverity.MAJOR_ALARM, 1_900_000_000.5)
+
+
+def _group_pvdb():
+    from caproto.server import PVGroup, pvproperty
+
+    class Group(PVGroup):
+        plain = pvproperty(value=1.25, precision=2)
+        polled = pvproperty(value=0.0)
+
+        @polled.getter
+        async def polled(self, instance):
+            Group.getter_calls += 1
+            return float(Group.getter_calls)
+
+    Group.getter_calls = 0
+    return Group, dict(Group(prefix="G:").pvdb)
+
+
+def test_pvproperty_reads_take_the_lane_unless_a_getter_must_run(monkeypatch):
+    """A pvproperty without a getter is answered from the cache like a plain
+    channel; one with a getter runs it on every read, lane or not."""
+    answers = {}
+    for lane in (False, True):
+        Group, pvdb = _group_pvdb()
+        context = common.Context(pvdb, interfaces=["127.0.0.1"])
+        handler = context.new_circuit(ADDRESS, _Wakeup())
+        _client, channels = _connect(handler, ["G:plain", "G:polled"])
+        if not lane:
+            monkeypatch.setattr(server_circuit, "serve_read_requests",
+                                lambda *args: ([], 0, 0))
+        stream = b"".join(_read(channels[name].sid, ioid, ca.ChannelType.DOUBLE, 1)
+                          for ioid, name in enumerate(["G:plain", "G:polled"] * 3))
+        _feed(handler, stream)
+        answers[lane] = (_output(handler), Group.getter_calls)
+        monkeypatch.undo()
+    assert answers[True] == answers[False]
+    output, calls = answers[True]
+    values = [numpy.frombuffer(output[start + 16:start + 24], ">f8")[0]
+              for start in range(0, len(output), 24)]
+    assert values == [1.25, 1.0, 1.25, 2.0, 1.25, 3.0] and calls == 3
+    plain = pvdb["G:plain"]
+    assert server_circuit._cacheable(plain, ca.ChannelType.DOUBLE)
+    assert not server_circuit._cacheable(pvdb["G:polled"], ca.ChannelType.DOUBLE)
