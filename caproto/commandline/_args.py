@@ -11,6 +11,7 @@ import os
 import sys
 
 from .. import __version__
+from .._dbr import ChannelType
 from .._errors import CaprotoError
 from ._format import ValueFormat, list_types, parse_dbr_type
 
@@ -87,6 +88,24 @@ def add_value_format_options(parser, enum_option=True):
     for letter, word in (("x", "hex"), ("o", "octal"), ("b", "binary")):
         ints.add_argument(f"-0{letter}", action="store_const", const=letter,
                           dest="int_format", help=f"print integers in {word}")
+
+
+def add_as_string_option(parser):
+    """caget/camonitor -s: FLOAT/DOUBLE values read as strings."""
+    parser.add_argument("-s", "--as-string", action="store_true",
+                        help="read FLOAT/DOUBLE values as strings: the "
+                        "server formats them with the record's precision")
+
+
+def native_or_string(native, args):
+    """The value type caget/camonitor ask for: an ENUM as STRING unless -n,
+    a FLOAT/DOUBLE as STRING with -s, anything else as it is."""
+    if native == ChannelType.ENUM and not getattr(args, "enum_as_number", False):
+        return ChannelType.STRING
+    if getattr(args, "as_string", False) and native in (ChannelType.FLOAT,
+                                                        ChannelType.DOUBLE):
+        return ChannelType.STRING
+    return native
 
 
 def value_format(args):

@@ -17,8 +17,9 @@ import sys
 from .._dbr import ChannelType, promote_type
 from .._errors import CaprotoError
 from ..sync.client import Session, read_entry
-from ._args import (add_common_options, add_value_format_options,
-                    configure_logging, dbr_type, fail, run_main, value_format)
+from ._args import (add_as_string_option, add_common_options,
+                    add_value_format_options, configure_logging, dbr_type,
+                    fail, native_or_string, run_main, value_format)
 from ._format import format_custom, format_detailed, format_line
 
 TOOL = "caproto-get"
@@ -45,9 +46,7 @@ def build_parser():
                         help="Python format string, e.g. '{pv_name} "
                         "{value} {units}'; fields: pv_name value count "
                         "timestamp status severity units precision data_type")
-    parser.add_argument("-s", "--as-string", action="store_true",
-                        help="read the value as a string (the server "
-                        "applies the record's precision)")
+    add_as_string_option(parser)
     add_value_format_options(parser)
     return parser
 
@@ -56,9 +55,7 @@ def request_type(entry, args):
     """The DBR type caget would ask for, given the options."""
     if args.data_type is not None:
         return args.data_type
-    native = ChannelType(entry.native_data_type)
-    if (native == ChannelType.ENUM and not args.enum_as_number) or args.as_string:
-        native = ChannelType.STRING
+    native = native_or_string(ChannelType(entry.native_data_type), args)
     if args.wide or args.format:
         return promote_type(native, use_time=True)
     return native

@@ -25,12 +25,13 @@ import sys
 import time
 
 from .._constants import EPICS_EPOCH
-from .._dbr import SubscriptionType
+from .._dbr import ChannelType, SubscriptionType, promote_type
 from .._errors import CaprotoValueError
 from ..client.core import ChannelConnected, ChannelDisconnected
-from ..sync.client import Session, Subscription, request_type
-from ._args import (add_common_options, add_value_format_options,
-                    configure_logging, fail, run_main, value_format)
+from ..sync.client import Session, Subscription
+from ._args import (add_as_string_option, add_common_options,
+                    add_value_format_options, configure_logging, fail,
+                    native_or_string, run_main, value_format)
 from ._format import (TimeText, format_custom, format_disconnected,
                       format_line, format_not_connected, format_timestamp,
                       stamp_of, unix_stamp)
@@ -165,6 +166,7 @@ def build_parser():
                         "status, severity, count, data_type, response, "
                         "callback_count.  Connection lines keep camonitor's "
                         "layout")
+    add_as_string_option(parser)
     add_value_format_options(parser)
     return parser
 
@@ -237,8 +239,8 @@ class Monitor:
             self.emit(format_disconnected(sub.pv_name, count, self.fmt, stamp))
         elif sub not in self.subscribed:
             self.subscribed.add(sub)
-            data_type = request_type(entry, sub.data_type,
-                                      self.args.enum_as_number)
+            data_type = promote_type(native_or_string(
+                ChannelType(entry.native_data_type), self.args), use_time=True)
             _entry, effects = session.core.subscribe(
                 entry, sub, data_type=data_type, data_count=sub.data_count,
                 mask=sub.mask)

@@ -46,6 +46,7 @@ GET_CASES = [
     ["-d", "DOUBLE", "CLI:mbbi"],
     ["-F", ",", "CLI:ai", "CLI:wf"],
     ["-s", "CLI:ai", "CLI:calc"],
+    ["-s", "-0x", "CLI:longin"], ["-n", "-s", "CLI:mbbi"], ["-s", "CLI:wf"],
     ["-f3", "CLI:ai"], ["-e2", "CLI:ai"], ["-g", "2", "CLI:ai"],
     ["-lx", "CLI:ai"], ["-0x", "CLI:longin"], ["-0o", "CLI:longin"],
     ["-0b", "CLI:longin"],
@@ -171,6 +172,7 @@ def test_put_errors_one_line_and_failure(ioc, args, names):
 @pytest.mark.parametrize("args", [
     ["CLI:ai", "CLI:mbbi", "CLI:wf", "CLI:stringin"],
     ["-n", "CLI:mbbi"], ["-F", "|", "CLI:ai", "CLI:wf"], ["-S", "CLI:chars"],
+    ["-s", "CLI:ai", "CLI:calc", "CLI:longin", "CLI:mbbi", "CLI:wf"],
 ], ids=lambda a: " ".join(a))
 def test_monitor_first_updates_match_camonitor(ioc, args):
     theirs = run_camonitor("-w", "5", *args)
