@@ -105,9 +105,11 @@ def ours(*args):
 
 def by_pv(lines, names, separator=" "):
     """{name: [line from the name on, ...]} for the lines that report one
-    of `names`, wherever the line starts (camonitor's may follow libca
-    text)."""
-    pattern = re.compile(r"(?:^|(?<=[\s\"]))(%s)(?=%s)" % (
+    of `names`, wherever the line starts: camonitor's may follow libca
+    text, even mid-word (one was spliced into 'Context: "localhost:50811"'
+    right after the port).  No name here ends another or appears in
+    libca's reports."""
+    pattern = re.compile(r"(%s)(?=%s)" % (
         "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)),
         re.escape(separator)))
     found = {name: [] for name in names}
