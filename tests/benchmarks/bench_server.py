@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import LOOPBACK_ENV, _free_port  # noqa: E402  (sets loopback env)
-from tests.peers import wait_for_tcp  # noqa: E402
+from tests.peers import Repeater, wait_for_tcp  # noqa: E402
 
 LOWER_IS_BETTER = ("latency ms", "connect 10k PVs s")
 N_SCALARS = 100
@@ -327,14 +327,13 @@ def main():
     os.environ["EPICS_CA_REPEATER_PORT"] = str(_free_port())
     os.environ["EPICS_CAS_BEACON_PORT"] = os.environ["EPICS_CA_REPEATER_PORT"]
     table = {}
-    repeater = subprocess.Popen(["caRepeater"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    # Stopped by process group: the caRepeater on PATH is a launcher, and
+    # killing it alone left the real repeater running after every run.
+    repeater = Repeater()
     try:
         run_all(args, duration, table)
     finally:
-        repeater.kill()
-        repeater.wait(timeout=10)
+        repeater.stop()
     print_table(table)
 
 
