@@ -236,6 +236,8 @@ class CircuitHandler:
             max_payload_size=payload_limit(context.max_array_bytes))
         self.event_queue = _EventQueue(self)
         self._entries = {}                   # sid -> _ChannelEntry
+        self._serve_channel = None           # see _channel_server
+        self._answer_read = self._read_server()
         self._subs = {}                      # subscriptionid -> Subscription
         self._outbox = []
         self._outbox_bytes = 0
@@ -267,11 +269,10 @@ class CircuitHandler:
     async def received(self, data):
         """Process every complete command in `data` (a bytes-like chunk)."""
         buffers = (data,)
-        answer_read = self._read_server()
         while True:
             while True:                     # the fast lanes, while they take
-                # Made anew each pass: a HostNameRequest just processed
-                # changes the rights of the channels after it.
+                # _channel_server() each pass: a HostNameRequest just
+                # processed changes the rights of the channels after it.
                 reply, created = serve_create_requests(   # connect floods
                     self.circuit, self._channel_server(), *buffers)
                 buffers = ()
@@ -281,7 +282,7 @@ class CircuitHandler:
                 if self._outbox_bytes >= OUTBOX_LIMIT and self.drain is not None:
                     await self.drain()
                 answers, nbytes, read = serve_read_requests(  # polling clients
-                    self.circuit, answer_read, OUTBOX_LIMIT - self._outbox_bytes)
+                    self.circuit, self._answer_read, OUTBOX_LIMIT - self._outbox_bytes)
                 if read:
                     self._outbox.extend(answers)
                     self._outbox_bytes += nbytes
@@ -474,6 +475,7 @@ class CircuitHandler:
         self._send(VersionResponse(DEFAULT_PROTOCOL_VERSION))
 
     async def _on_names(self, command):
+        self._serve_channel = None           # it knows the old names
         await self.refresh_access_rights()
 
     async def _on_echo(self, command):
@@ -498,16 +500,19 @@ class CircuitHandler:
     def _channel_server(self):
         """``serve(channel)`` answering the channels this client creates: its
         ``(rights, native type, native count, sid)``, or None when we do not
-        serve the name.  Made once per run of creates: a client connecting
-        thousands of channels sends nothing else, and per-call lookups add up.
+        serve the name.  Made once, and again after the client sent its host
+        or user name: a client connecting thousands of channels sends nothing
+        else, and per-call lookups add up, as would making it per message.
         """
-        pvdb, resolve_name = self.context.pvdb, self.context.resolve
+        if self._serve_channel is not None:
+            return self._serve_channel
+        context, resolve_name = self.context, self.context.resolve
         entries, new_sid, rights_of = self._entries, self.circuit.new_channel_id, self._rights
         host, user, address = self.client_hostname, self.client_username, self.address
 
         def serve(channel):
             try:
-                data, channel_filter = pvdb.get(channel.name), None
+                data, channel_filter = context.pvdb.get(channel.name), None
                 if data is None:
                     resolved = resolve_name(channel.name)
                     if resolved is None:
@@ -525,6 +530,7 @@ class CircuitHandler:
             sid = new_sid()
             entries[sid] = _ChannelEntry(channel, data, channel_filter, rights)
             return rights, data.data_type, count, sid
+        self._serve_channel = serve
         return serve
 
     async def _on_clear_channel(self, command):
@@ -569,7 +575,8 @@ class CircuitHandler:
         return False
 
     def _read_server(self):
-        """``answer(sid, data_type, count)`` for the read lane: the wire form
+        """``answer(sid, data_type, count)`` for the read lane (made once per
+        circuit): the wire form
         of a ReadNotifyResponse the general path would send from
         ``_cached_read``, or None wherever it would do anything else (an
         error, a getter hook, a filter)."""
