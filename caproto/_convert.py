@@ -142,7 +142,8 @@ def _fixed_point(value, precision, rnd):
 # ------------------------------------------------------ string -> number
 
 C_SPACE = " \t\n\v\f\r"             # C's isspace(), narrower than str.isspace
-_INT_RE = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_INT_RE = re.compile("[%s]*" % re.escape(C_SPACE)
+                     + r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _FLOAT_RE = re.compile(
     r"\s*([+-]?(?:0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)"
     r"(?:[pP][+-]?[0-9]+)?"

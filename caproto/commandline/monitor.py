@@ -120,7 +120,7 @@ class TimeColumn:
         if self.first_server is None:
             self.first_server = server
         server_stamp = stamp_of(metadata)
-        client_stamp = unix_stamp(now_ns // 10 ** 9, now_ns % 10 ** 9)
+        client_stamp = _local_stamp(now_ns)
         if key.kind == "absolute" or channel not in self.printed:
             parts = [format_timestamp(metadata) if key.server else "",
                      "(%s)" % format(client_stamp) if key.client else ""]
@@ -137,6 +137,11 @@ class TimeColumn:
         stamp = server_stamp if key.server else (
             client_stamp if key.client else None)
         return TimeText("".join(parts), stamp)
+
+
+def _local_stamp(ns):
+    """This host's time `ns` (Unix nanoseconds) as a Stamp."""
+    return unix_stamp(ns // 10 ** 9, ns % 10 ** 9)
 
 
 def build_parser():
@@ -233,8 +238,7 @@ class Monitor:
     def connection(self, session, effect):
         sub, entry = effect.entry.owner, effect.entry
         if isinstance(effect, ChannelDisconnected):
-            now = time.time_ns()
-            stamp = unix_stamp(now // 10 ** 9, now % 10 ** 9)
+            stamp = _local_stamp(time.time_ns())
             count = self.counts.get(sub, entry.native_data_count or 1)
             self.emit(format_disconnected(sub.pv_name, count, self.fmt, stamp))
         elif sub not in self.subscribed:

@@ -160,8 +160,9 @@ def configure_client_socket(sock):
     from the listener.
 
     - TCP_NODELAY: replies must not wait for Nagle / delayed ACKs.
-    - TCP_NOTSENT_LOWAT 0 (the system default): trio sets 16 kB on its
-      streams, which cuts an 8 MB array into ~200 kB writes, one wakeup each.
+    - TCP_NOTSENT_LOWAT 0 (the system default), whatever a library set:
+      trio's SocketStream sets 16 kB, which would cut an 8 MB array into
+      ~200 kB writes, one wakeup each.
     """
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if hasattr(socket, "TCP_NOTSENT_LOWAT"):

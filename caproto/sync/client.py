@@ -304,7 +304,7 @@ class Session:
         return owner.command
 
 
-def request_type(entry, data_type, force_int_enums):
+def _request_type(entry, data_type, force_int_enums):
     """The DBR type to ask for: `data_type` may be a form name ('time',
     'control', ...); enums become strings unless `force_int_enums`."""
     form = None
@@ -333,7 +333,7 @@ def read_entry(session, entry, data_type=None, data_count=None, timeout=1,
             not entry.access_rights & AccessRights.READ:
         raise CaprotoError(f"no read access to {entry.name!r} on "
                            f"{_core.describe_address(entry.server)}")
-    data_type = request_type(entry, data_type, force_int_enums)
+    data_type = _request_type(entry, data_type, force_int_enums)
     command = session.wait(entry, session.core.read(
         entry, _Pending(), data_type=data_type, data_count=data_count,
         notify=notify), "reading", timeout)
@@ -516,7 +516,7 @@ def block(*subscriptions, duration=None, timeout=1, force_int_enums=False,
             missing = next(e for e in entries if not e.connected)
             raise session.core.timeout_error(missing, "connecting to", timeout)
         for sub, entry in zip(subscriptions, entries):
-            data_type = request_type(entry, sub.data_type, force_int_enums)
+            data_type = _request_type(entry, sub.data_type, force_int_enums)
             _sub, effects = session.core.subscribe(
                 entry, sub, data_type=data_type, data_count=sub.data_count,
                 mask=sub.mask, low=sub.low, high=sub.high, to=sub.to)
