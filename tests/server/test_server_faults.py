@@ -4,6 +4,7 @@ vanished client never stalls anybody else or grows memory without bound."""
 import logging
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -199,6 +200,52 @@ def test_slow_client_is_bounded_and_never_stalls_others(layer):
             received.append(slow.next(EventAddResponse, timeout=20).data[0])
         assert len(received) < n_updates
         slow.close()
+
+
+def test_a_flooding_putter_leaves_its_subscribers_every_update(layer):
+    """A client putting as fast as it can to 100 PVs fills every chunk the
+    server reads; the server must send the events those puts fired between
+    one chunk and the next.  Were it to take the next chunk first, each
+    subscription's pending updates would pass PENDING_PER_SUBSCRIPTION and be
+    coalesced away, although the subscriber keeps up (this happened on trio,
+    which runs woken tasks in random order with the circuit's own)."""
+    names = [f"Q:{i:02d}" for i in range(100)]
+    rounds = 120                                 # 12,000 puts of 24 bytes: ~18 chunks
+    db = {name: ca.ChannelDouble(value=0.0) for name in names}
+    with ServerThread(layer, db) as context:
+        subscriber, putter = RawClient(context.port), RawClient(context.port)
+        for channel in [subscriber.channel(name) for name in names]:
+            subscriber.send(channel.subscribe(data_type=6, mask=1))
+        initial = [subscriber.next(EventAddResponse).data[0] for _ in names]
+        assert initial == [0.0] * len(names)
+        channels = [putter.channel(name) for name in names]
+        flood = b"".join(
+            bytes(buffer) for value in range(1, rounds + 1) for channel in channels
+            for buffer in putter.circuit.send(channel.write([float(value)], data_type=6)))
+        assert len(flood) > 5 * common.RECV_CHUNK
+        received = {}                            # read while the flood goes in
+        reader = threading.Thread(target=lambda: _read_events_until(
+            subscriber, received, float(rounds), len(names)))
+        reader.start()
+        putter.send_raw(flood)
+        reader.join(timeout=30)
+        assert not reader.is_alive()
+        assert all(values[-1] == rounds for values in received.values())
+        delivered = sum(len(values) for values in received.values())
+        assert delivered >= 0.95 * rounds * len(names), delivered
+        subscriber.close()
+        putter.close()
+
+
+def _read_events_until(client, received, last, how_many):
+    """Collect EventAddResponse values per subscription id until `how_many`
+    subscriptions have reported `last` (or 20 s pass without an event)."""
+    done = set()
+    while len(done) < how_many:
+        event = client.next(EventAddResponse, timeout=20)
+        received.setdefault(event.subscriptionid, []).append(event.data[0])
+        if event.data[0] == last:
+            done.add(event.subscriptionid)
 
 
 def test_pipelined_large_reads_wait_for_the_socket(layer, monkeypatch):
