@@ -209,13 +209,18 @@ class VirtualCircuit:
         return self._next_id("ioid", self._ioids)
 
     def _next_id(self, name, live):
-        # At most len(live) + 1 candidates: one of them must be free.
-        for _ in range(len(live) + 1):
-            candidate = self._counters[name]
-            self._counters[name] = (candidate + 1) % _ID_SPACE
+        # At most len(live) + 1 candidates: one of them must be free.  The
+        # first almost always is, so no range() is made for it (a connect
+        # flood asks for thousands).
+        counters, tried = self._counters, 0
+        while True:
+            candidate = counters[name]
+            counters[name] = (candidate + 1) % _ID_SPACE
             if candidate not in live:
                 return candidate
-        raise LocalProtocolError(f"every {name} is in use")   # pragma: no cover
+            tried += 1
+            if tried > len(live):
+                raise LocalProtocolError(f"every {name} is in use")   # pragma: no cover
 
     def pending_request(self, ioid):
         """The ReadRequest/ReadNotifyRequest/WriteNotifyRequest with this ioid."""
