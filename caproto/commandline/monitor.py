@@ -28,7 +28,7 @@ from .._constants import EPICS_EPOCH
 from .._dbr import ChannelType, SubscriptionType, promote_type
 from .._errors import CaprotoValueError
 from ..client.core import ChannelConnected, ChannelDisconnected
-from ..sync.client import Session, Subscription
+from ..sync.client import Session, Subscription, read_refusal
 from ._args import (add_as_string_option, add_common_options,
                     add_value_format_options, configure_logging, fail,
                     native_or_string, run_main, value_format)
@@ -206,6 +206,7 @@ class Monitor:
         self.stopped = None           # why the loop must end, once it must
         self.counts = {}              # Subscription -> last element count
         self.subscribed = set()       # Subscriptions that ever connected
+        self.refused = []             # why some could not be monitored
         self.subscriptions = []
         for name in args.pv_names:
             sub = Subscription(name, priority=args.priority, data_type="time",
@@ -243,6 +244,11 @@ class Monitor:
             self.emit(format_disconnected(sub.pv_name, count, self.fmt, stamp))
         elif sub not in self.subscribed:
             self.subscribed.add(sub)
+            refusal = read_refusal(entry)
+            if refusal is not None:        # say so, keep monitoring the others
+                print(f"{TOOL}: {refusal}", file=sys.stderr, flush=True)
+                self.refused.append(refusal)
+                return
             data_type = promote_type(native_or_string(
                 ChannelType(entry.native_data_type), self.args), use_time=True)
             _entry, effects = session.core.subscribe(
@@ -251,7 +257,8 @@ class Monitor:
             session.apply(effects)
 
     def run(self):
-        """Monitor until stopped; the exit status (1: a PV never connected)."""
+        """Monitor until stopped; the exit status (1: a PV never connected
+        or could not be read)."""
         args = self.args
         with _ConnectionSession(not args.no_repeater,
                                 self.connection) as session:
@@ -285,7 +292,7 @@ class Monitor:
                     error += f"; {len(missing) - 1} more PV(s) never connected"
                 fail(TOOL, error)
                 return 1
-        return 0
+        return 1 if self.refused else 0
 
 
 def main(argv=None):

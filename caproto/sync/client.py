@@ -326,13 +326,22 @@ def _check_status(entry, command, action):
     return command
 
 
+def read_refusal(entry):
+    """Why a connected entry cannot be read or monitored (no read access),
+    or None."""
+    if entry.access_rights is not None and \
+            not entry.access_rights & AccessRights.READ:
+        return (f"no read access to {entry.name!r} on "
+                f"{_core.describe_address(entry.server)}")
+    return None
+
+
 def read_entry(session, entry, data_type=None, data_count=None, timeout=1,
                notify=True, force_int_enums=False):
     """Read a connected entry of `session`; the response, or an exception."""
-    if entry.access_rights is not None and \
-            not entry.access_rights & AccessRights.READ:
-        raise CaprotoError(f"no read access to {entry.name!r} on "
-                           f"{_core.describe_address(entry.server)}")
+    refusal = read_refusal(entry)
+    if refusal is not None:
+        raise CaprotoError(refusal)
     data_type = _request_type(entry, data_type, force_int_enums)
     command = session.wait(entry, session.core.read(
         entry, _Pending(), data_type=data_type, data_count=data_count,
