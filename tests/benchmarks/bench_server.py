@@ -282,8 +282,10 @@ def measure(duration, repeat, only=None):
 
 class Server:
     def __init__(self, argv, env, log):
+        # cwd: ``python -c`` puts the working directory first on sys.path,
+        # ahead of PYTHONPATH, so another checkout's caproto would be served.
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         wait_for_tcp(int(env["EPICS_CA_SERVER_PORT"]), proc=self.proc, timeout=60)
         time.sleep(0.5)
 
