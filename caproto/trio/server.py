@@ -275,5 +275,17 @@ def run(pvdb, *, interfaces=None, log_pv_names=False, startup_hook=None):
         trio.run(functools.partial(start_server, pvdb, interfaces=interfaces,
                                    log_pv_names=log_pv_names,
                                    startup_hook=startup_hook))
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not _only_interrupts(exc):
+            raise
         print("caproto server stopped", file=sys.stderr)
+
+
+def _only_interrupts(exc):
+    """Whether `exc` is a KeyboardInterrupt or a group holding nothing else:
+    trio 0.25 and later hand on what a nursery raised in an exception group,
+    so Ctrl-C arrives as a KeyboardInterrupt inside one (or two)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    inner = getattr(exc, "exceptions", None)
+    return bool(inner) and all(_only_interrupts(each) for each in inner)
