@@ -51,7 +51,7 @@ from epics import ca
 names = {names!r}
 chids = {{key: ca.create_channel(name, connect=False, auto_cb=False)
          for key, name in names.items()}}
-deadline = time.time() + 5        # names a server does not serve never connect
+deadline = time.time() + 2        # names a server does not serve never connect
 while time.time() < deadline and not all(ca.isConnected(c) for c in chids.values()):
     ca.poll(0.05)
 emit({{key: [ca.field_type(chid), ca.element_count(chid)]

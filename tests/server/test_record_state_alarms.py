@@ -94,7 +94,7 @@ for record, record_steps in steps.items():
         seen.append([field, value, int(md['value']), int(md['status']),
                      int(md['severity']), as_text(record + '.STAT'),
                      as_text(record + '.SEVR'), int(ca.get(chid(record + '.LALM')))])
-    deadline = time.time() + 2
+    deadline = time.time() + 0.5      # events still on their way (rsrv: its own thread)
     while time.time() < deadline:
         ca.poll(0.05)
     out[record] = {{'steps': seen, 'events': events}}

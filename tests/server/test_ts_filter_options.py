@@ -183,13 +183,18 @@ READS = """
 import time, epics
 from epics import ca, dbr
 out = {}
-for record in ['TS:ai', 'TS:si']:
+records = ['TS:ai', 'TS:si']
+pvs = {(record, option): epics.PV(record + '.' + option, auto_monitor=False, form='ctrl')
+       for record in records for option in %r}
+deadline = time.time() + 3      # one wait for all: names not served never connect
+for record in records:
     plain = epics.PV(record, auto_monitor=False, form='time')
     plain.get(use_monitor=False, timeout=5)
     stamp = [plain.posixseconds, plain.nanoseconds]
-    for option in %r:
-        pv = epics.PV(record + '.' + option, auto_monitor=False, form='ctrl')
-        if not pv.wait_for_connection(3):
+    for (pv_record, option), pv in pvs.items():
+        if pv_record != record:
+            continue
+        if not pv.wait_for_connection(max(0.01, deadline - time.time())):
             out[record + option] = 'not found'
             continue
         # an explicit count: a softIoc answers a dynamic-count (0) read of a
@@ -216,7 +221,7 @@ for pv in pvs:
     assert pv.wait_for_connection(5), pv.pvname
 deadline = time.time() + 10
 while any(not seen[n] for n in names) and time.time() < deadline:
-    time.sleep(0.01)
+    epics.ca.poll(0.01)   # flushes: libca may hold the subscription unsent
 plain = epics.PV('TS:ai', auto_monitor=False, form='time')
 stamps = []
 for value in [2.0, 3.0]:
