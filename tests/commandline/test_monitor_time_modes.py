@@ -27,7 +27,7 @@ def ioc(tmp_path_factory):
     ioc.stop()
 
 
-def both(*args, seconds=2.0):
+def both(*args, seconds=1.5):
     theirs = run_camonitor("-w", "5", *args, seconds=seconds)
     ours = run_tool("monitor", "-w", "5", "--duration", str(seconds), *args)
     assert ours.returncode == 0, ours.stderr
