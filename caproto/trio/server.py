@@ -204,10 +204,10 @@ async def _let_woken_tasks_run():
 
     A flooding client must not starve the others.  trio runs a task woken
     now (an event sender, the search loop) in its next batch, in random
-    order with us; one checkpoint would let this circuit take its next
-    chunk first half the time, and its subscribers would get a third of
-    their updates coalesced away (events/s -25% against asyncio), a client
-    connecting thousands of channels wait for its search answers.  After
+    order with us.  After one checkpoint this circuit would take its next
+    chunk first half the time: its subscribers lost a third of their
+    updates to coalescing (events/s -25% against asyncio), and a client
+    connecting thousands of channels waited for its search answers.  After
     two checkpoints, every task woken before them has run.
     """
     await trio.lowlevel.checkpoint()
