@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,18 +55,26 @@ def run_epics(program, *args, timeout=20, env=None):
                           timeout=timeout, env=environment)
 
 
+def run_interrupted(argv, seconds, env=None):
+    """Run a monitor until Ctrl-C after `seconds` (or its own exit):
+    ``(stdout lines, stderr, exit status)``."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, **(env or {})))
+    try:
+        out, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    return out.splitlines(), err, proc.returncode
+
+
 def run_camonitor(*args, seconds=3.0):
     """camonitor runs until interrupted: its stdout lines after `seconds`."""
-    proc = subprocess.Popen(["camonitor", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out.splitlines()
+    return run_interrupted(["camonitor", *args], seconds)[0]
 
 
 def start_ioc(where, db_text=STATIC_DB):

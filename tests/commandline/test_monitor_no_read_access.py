@@ -2,15 +2,12 @@
 that PV and goes on monitoring the others.  So does caproto-monitor, after
 one stderr line naming the PV (it used to stop with a protocol error and
 monitor nothing); it exits 1 at the end, as caproto-get does."""
-import os
-import signal
-import subprocess
 import sys
 
 import pytest
 
 import caproto as ca
-from tests.commandline import REPO
+from tests.commandline import REPO, run_interrupted
 from tests.server import ServerThread
 
 pytestmark = pytest.mark.network
@@ -22,20 +19,9 @@ class Unreadable(ca.ChannelDouble):
 
 
 def monitor(command, port, seconds=2.0):
-    """Run a monitor for `seconds`, then Ctrl-C: (stdout lines, stderr, rc)."""
-    env = dict(os.environ, PYTHONPATH=REPO, EPICS_CA_SERVER_PORT=str(port))
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        out, err = proc.communicate(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-    return out.splitlines(), err, proc.returncode
+    """Run a monitor against `port` for `seconds`, then Ctrl-C."""
+    return run_interrupted(command, seconds,
+                           env={"PYTHONPATH": REPO, "EPICS_CA_SERVER_PORT": str(port)})
 
 
 def test_a_pv_without_read_access_does_not_stop_the_others():
