@@ -12,6 +12,11 @@ Invariants:
   the next ``recv()`` continues with the command after it.
 - Ids handed out by ``new_*`` are unique among the live ones and wrap at
   2**32.  No I/O, no clocks, no threads.
+- A server's channels opened by the create lane (_fastlane) are kept as
+  plain records until something names them: a 10,000-channel connect would
+  otherwise make 10,000 ServerChannels nobody may ever use.  ``channels``,
+  ``channels_sid`` and every lookup make the ServerChannel first, exactly
+  as the general path would have left it, so nothing outside can tell.
 """
 import os
 
@@ -30,7 +35,8 @@ from ._commands import (
 from ._constants import (CLIENT, DEFAULT_PROTOCOL_VERSION, MAX_ID, NEED_DATA,
                          SERVER)
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._state import (CONNECTED, ChannelState, CircuitState, StateRefused)
+from ._state import (CHANNEL_TRANSITIONS, CONNECTED, ChannelState,
+                     CircuitState, StateRefused)
 from ._status import CAStatus
 
 __all__ = ("VirtualCircuit", "ClientChannel", "ServerChannel",
@@ -38,6 +44,21 @@ __all__ = ("VirtualCircuit", "ClientChannel", "ServerChannel",
 
 MAX_PRIORITY = 99                  # CA_PROTO_PRIORITY_MAX
 _ID_SPACE = MAX_ID + 1
+
+
+def _after(state, *commands):
+    """The channel state after `commands` from `state` (per the tables), or None."""
+    for command in commands:
+        state = CHANNEL_TRANSITIONS.get(state, {}).get(command)
+        if state is None:
+            return None
+    return state
+
+
+#: A server channel's state once the client's CreateChanRequest is in...
+REQUESTED = _after(ChannelState().state, CreateChanRequest)
+#: ... and once the server has sent AccessRightsResponse + CreateChanResponse.
+OPENED = _after(REQUESTED, AccessRightsResponse, CreateChanResponse)
 _OTHER = {CLIENT: SERVER, SERVER: CLIENT}
 # Requests whose answer is matched by ioid, and the answer's class.
 _IOID_ANSWERS = {ReadRequest: ReadResponse,
@@ -92,8 +113,12 @@ class VirtualCircuit:
         self.client_name = None
         self.events_on = True
         self.states = CircuitState()
-        self.channels = {}          # cid -> channel
-        self.channels_sid = {}      # sid -> channel
+        self._channels = {}         # cid -> channel
+        self._channels_sid = {}     # sid -> channel
+        # Server: sid -> (cid, name, native type, native count, rights) of
+        # channels opened but not yet made (see open_unmade), and cid -> sid.
+        self._unmade = {}
+        self._unmade_cids = {}
         self.event_add_commands = {}  # subscriptionid -> EventAddRequest
         self._ioids = {}            # ioid -> pending request
         # sid -> ioids / subscriptionids on that channel, so closing one of
@@ -109,6 +134,64 @@ class VirtualCircuit:
     def __repr__(self):
         return (f"<VirtualCircuit {self.our_role} address={self.address} "
                 f"priority={self.priority} {self.states!r}>")
+
+    @property
+    def channels(self):
+        """cid -> channel, every open channel."""
+        if self._unmade:
+            self._make_all()
+        return self._channels
+
+    @property
+    def channels_sid(self):
+        """sid -> channel, every channel the server has given a sid."""
+        if self._unmade:
+            self._make_all()
+        return self._channels_sid
+
+    def channel_count(self):
+        """How many channels have a sid (without making the unmade ones)."""
+        return len(self._channels_sid) + len(self._unmade)
+
+    def channel_by_cid(self, cid):
+        """The channel with this cid, or None."""
+        channel = self._channels.get(cid)
+        if channel is None and cid in self._unmade_cids:
+            channel = self._make(self._unmade_cids[cid])
+        return channel
+
+    def channel_by_sid(self, sid):
+        """The channel with this sid, or None."""
+        channel = self._channels_sid.get(sid)
+        if channel is None and sid in self._unmade:
+            channel = self._make(sid)
+        return channel
+
+    def open_unmade(self, name, cid, sid, data_type, data_count, access_rights):
+        """Record a channel the server has accepted and answered (its
+        AccessRightsResponse and CreateChanResponse are sent by the caller:
+        the create lane) without making its ServerChannel yet."""
+        self._unmade[sid] = (cid, name, data_type, data_count, access_rights)
+        self._unmade_cids[cid] = sid
+
+    def _make(self, sid):
+        cid, name, data_type, data_count, access_rights = self._unmade.pop(sid)
+        del self._unmade_cids[cid]
+        channel = ServerChannel(name, self, cid)
+        channel.states.state = OPENED
+        channel.access_rights = access_rights
+        channel.sid = sid
+        channel.native_data_type = data_type
+        channel.native_data_count = data_count
+        self._channels_sid[sid] = channel
+        return channel
+
+    def _make_all(self):
+        for sid in list(self._unmade):
+            self._make(sid)
+
+    def cid_in_use(self, cid):
+        return cid in self._channels or cid in self._unmade_cids
 
     @property
     def key(self):
@@ -185,10 +268,12 @@ class VirtualCircuit:
     def disconnect(self):
         """The connection is gone: close every channel, forget every request."""
         self.states.disconnect()
-        for channel in list(self.channels.values()):
+        for channel in list(self._channels.values()):
             channel.states.disconnect()
-        self.channels.clear()
-        self.channels_sid.clear()
+        self._channels.clear()
+        self._channels_sid.clear()
+        self._unmade.clear()           # no one holds them: nothing to close
+        self._unmade_cids.clear()
         self.event_add_commands.clear()
         self._cancelling.clear()
         self._ioids.clear()
@@ -199,8 +284,9 @@ class VirtualCircuit:
 
     def new_channel_id(self):
         """A fresh cid (client) or sid (server) unused on this circuit."""
-        live = self.channels if self.our_role is CLIENT else self.channels_sid
-        return self._next_id("cid", live)
+        if self.our_role is CLIENT:
+            return self._next_id("cid", self._channels)
+        return self._next_id("cid", self._channels_sid, self._unmade)
 
     def new_subscriptionid(self):
         return self._next_id("subscriptionid", self.event_add_commands)
@@ -208,18 +294,18 @@ class VirtualCircuit:
     def new_ioid(self):
         return self._next_id("ioid", self._ioids)
 
-    def _next_id(self, name, live):
-        # At most len(live) + 1 candidates: one of them must be free.  The
-        # first almost always is, so no range() is made for it (a connect
-        # flood asks for thousands).
+    def _next_id(self, name, live, also=()):
+        # At most len(live) + len(also) + 1 candidates: one of them must be
+        # free.  The first almost always is, so no range() is made for it (a
+        # connect flood asks for thousands).
         counters, tried = self._counters, 0
         while True:
             candidate = counters[name]
             counters[name] = (candidate + 1) % _ID_SPACE
-            if candidate not in live:
+            if candidate not in live and candidate not in also:
                 return candidate
             tried += 1
-            if tried > len(live):
+            if tried > len(live) + len(also):
                 raise LocalProtocolError(f"every {name} is in use")   # pragma: no cover
 
     def pending_request(self, ioid):
@@ -244,14 +330,14 @@ class VirtualCircuit:
         return f"{who} circuit to {self.address}"
 
     def _channel_by_cid(self, cid, command):
-        channel = self.channels.get(cid)
+        channel = self.channel_by_cid(cid)
         if channel is None:
             raise StateRefused(f"{type(command).__name__} names cid={cid}, "
                                "which is not an open channel on this circuit")
         return channel
 
     def _channel_by_sid(self, sid, command):
-        channel = self.channels_sid.get(sid)
+        channel = self.channel_by_sid(sid)
         if channel is None:
             raise StateRefused(f"{type(command).__name__} names sid={sid}, "
                                "which is not a connected channel on this circuit")
@@ -260,9 +346,9 @@ class VirtualCircuit:
     def _close(self, channel, next_state):
         """Apply a closing transition and drop everything tied to the channel."""
         channel.states.advance(next_state)
-        self.channels.pop(channel.cid, None)
-        if channel.sid is not None and self.channels_sid.get(channel.sid) is channel:
-            del self.channels_sid[channel.sid]
+        self._channels.pop(channel.cid, None)
+        if channel.sid is not None and self._channels_sid.get(channel.sid) is channel:
+            del self._channels_sid[channel.sid]
         for ioid in self._ioids_of.pop(channel.sid, ()):
             del self._ioids[ioid]
         for subid in self._subs_of.pop(channel.sid, ()):
@@ -328,14 +414,15 @@ class VirtualCircuit:
     # channel creation and teardown
 
     def _on_create_chan_request(self, sender, command):
-        channel = self.channels.get(command.cid)
         if self.our_role is SERVER:
+            channel = self.channel_by_cid(command.cid)
             if channel is not None:
                 raise StateRefused(f"CreateChanRequest reuses cid={command.cid}"
                                    f" of the open channel {channel.name!r}")
             self._new_server_channel(command.name, command.cid)
             return
         else:
+            channel = self._channels.get(command.cid)
             if channel is None:
                 raise StateRefused(
                     f"CreateChanRequest for cid={command.cid}: make a "
@@ -354,21 +441,21 @@ class VirtualCircuit:
         try:
             channel.states.advance(channel.states.check(CreateChanRequest))
         except StateRefused:
-            del self.channels[cid]
+            del self._channels[cid]
             raise
         return channel
 
     def _on_create_chan_response(self, sender, command):
         channel = self._channel_by_cid(command.cid, command)
         next_state = channel.states.check(CreateChanResponse)
-        other = self.channels_sid.get(command.sid)
+        other = self.channel_by_sid(command.sid)
         if other is not None:
             raise StateRefused(f"CreateChanResponse gives sid={command.sid}, "
                                f"already used by channel {other.name!r}")
         channel.sid = command.sid
         channel.native_data_type = command.data_type
         channel.native_data_count = command.data_count
-        self.channels_sid[command.sid] = channel
+        self._channels_sid[command.sid] = channel
         channel.states.advance(next_state)
 
     def _on_create_fail(self, sender, command):
@@ -488,7 +575,7 @@ class VirtualCircuit:
             request = self.event_add_commands.get(subid)
             if request is not None and request.sid == original.parameter1:
                 self._pop_subscription(subid)
-        channel = self.channels.get(command.cid)
+        channel = self.channel_by_cid(command.cid)
         if channel is not None:
             channel.last_error = command
             try:
@@ -575,7 +662,7 @@ class _BaseChannel:
             if circuit.our_role is not CLIENT:
                 raise LocalProtocolError("a server channel needs the client's cid")
             cid = circuit.new_channel_id()
-        elif cid in circuit.channels:
+        elif circuit.cid_in_use(cid):
             raise LocalProtocolError(
                 f"cid={cid} is already used by {circuit.channels[cid].name!r}")
         self.name = name
@@ -587,7 +674,7 @@ class _BaseChannel:
         self.access_rights = None
         self.last_error = None
         self.states = ChannelState()
-        circuit.channels[cid] = self
+        circuit._channels[cid] = self
 
     def __repr__(self):
         return (f"<{type(self).__name__} name={self.name!r} cid={self.cid} "

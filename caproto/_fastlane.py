@@ -26,9 +26,8 @@ from ._constants import (CLIENT, DEFAULT_PROTOCOL_VERSION,
                          SEARCH_MAX_DATAGRAM_BYTES, SERVER)
 from ._errors import LocalProtocolError
 from ._headers import HEADER_SIZE, SHORT_HEADER
-from ._circuit import ServerChannel
-from ._state import (CHANNEL_TRANSITIONS, CIRCUIT_TRANSITIONS, CONNECTED,
-                     ChannelState)
+from ._circuit import REQUESTED, ServerChannel
+from ._state import CIRCUIT_TRANSITIONS, CONNECTED
 
 __all__ = ("scan_search_datagram", "SearchAnswers", "serve_create_requests",
            "serve_read_requests", "READ_NOTIFY")
@@ -136,34 +135,20 @@ class SearchAnswers:
 
 # -- TCP: runs of CreateChanRequest ---------------------------------------
 
-def _after(state, *commands):
-    """The channel state after `commands` from `state` (per the tables), or None."""
-    for command in commands:
-        state = CHANNEL_TRANSITIONS.get(state, {}).get(command)
-        if state is None:
-            return None
-    return state
-
-
-#: A new channel's state once the client's request is in (awaiting our answer)...
-_REQUESTED = _after(ChannelState().state, CreateChanRequest)
-#: ... and once we have sent AccessRightsResponse + CreateChanResponse.
-_OPENED = _after(_REQUESTED, AccessRightsResponse, CreateChanResponse)
-
-
 def serve_create_requests(circuit, serve, *buffers):
     """Take the CreateChanRequests at the front of a server circuit's input
     and answer them, in one pass.
 
-    Feeds `buffers` to the circuit like ``recv``.  For each request it makes the ServerChannel ``recv`` would make and calls
-    ``serve(channel)``: ``(access_rights, data_type, data_count, sid)``
-    accepts the channel (sid from ``circuit.new_channel_id()``), None
-    refuses it; it must not raise (the answers to the run's earlier channels
-    would be lost with the exception).  The answer bytes and the channel's state are what
-    ``circuit.send`` of ``access_rights_response(access_rights)`` and
-    ``create(data_type, data_count, sid)`` (or ``create_fail()``) would
-    give; anything unusual goes through ``circuit.send``, which checks it
-    and explains a refusal.
+    Feeds `buffers` to the circuit like ``recv``.  For each request it calls
+    ``serve(name)``: ``(access_rights, data_type, data_count, sid)`` accepts
+    the channel (sid from ``circuit.new_channel_id()``), None refuses it; it
+    must not raise (the answers to the run's earlier channels would be lost
+    with the exception).  An accepted channel is recorded with
+    ``circuit.open_unmade`` (its ServerChannel is made when first named);
+    the answer bytes and the channel's state are what ``circuit.send`` of
+    ``access_rights_response(access_rights)`` and ``create(data_type,
+    data_count, sid)`` (or ``create_fail()``) would give.  Anything unusual
+    goes through ``circuit.send``, which checks it and explains a refusal.
 
     Returns ``(answers, taken)``: the bytes to send and how many requests
     were taken.  Stops before anything but a CreateChanRequest, which
@@ -183,7 +168,8 @@ def serve_create_requests(circuit, serve, *buffers):
         return b"", 0                  # before the VersionRequest: refuse there
     data, offset, end = pending
     largest = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
-    channels, channels_sid = circuit.channels, circuit.channels_sid
+    channels, channels_sid = circuit._channels, circuit._channels_sid
+    unmade, unmade_cids = circuit._unmade, circuit._unmade_cids
     connected = circuit.states[SERVER] is CONNECTED
     chunks, taken, copied = [], 0, 0
     append = chunks.append
@@ -191,32 +177,31 @@ def serve_create_requests(circuit, serve, *buffers):
         while offset + HEADER_SIZE <= end:
             command, size, _type, _count, cid, _version = _unpack_header(data, offset)
             stop = offset + HEADER_SIZE + size
-            if command != _CREATE or size > largest or stop > end or cid in channels:
+            if (command != _CREATE or size > largest or stop > end
+                    or cid in channels or cid in unmade_cids):
                 break
             name = _name(data, offset + HEADER_SIZE, stop)
             if name is None:
                 break
             # Taken: from here on the request is ours, even if serve() raises.
             offset, copied, taken = stop, copied + size, taken + 1
+            answer = serve(name)
+            if answer is not None:
+                rights, data_type, data_count, sid = answer
+                if (connected and data_count < 0xFFFF and sid not in channels_sid
+                        and sid not in unmade):
+                    unmade[sid] = (cid, name, data_type, data_count, rights)
+                    unmade_cids[cid] = sid          # circuit.open_unmade, inlined
+                    append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, cid, rights,
+                                   _CREATED, 0, data_type, data_count, cid, sid))
+                    continue
             channel = ServerChannel(name, circuit, cid)
-            channel.states.state = _REQUESTED
-            answer = serve(channel)
+            channel.states.state = REQUESTED
             if answer is None:
                 chunks.extend(circuit.send(channel.create_fail()))
-                continue
-            rights, data_type, data_count, sid = answer
-            if not connected or data_count >= 0xFFFF or sid in channels_sid:
+            else:
                 chunks.extend(circuit.send(channel.access_rights_response(rights),
                                            channel.create(data_type, data_count, sid)))
-                continue
-            channel.states.state = _OPENED
-            channel.access_rights = rights
-            channel.sid = sid
-            channel.native_data_type = data_type
-            channel.native_data_count = data_count
-            channels_sid[sid] = channel
-            append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, cid, rights,
-                           _CREATED, 0, data_type, data_count, cid, sid))
     finally:
         buffer.skip_to(offset, copied)
     return b"".join(chunks), taken
@@ -259,7 +244,7 @@ def serve_read_requests(circuit, answer, limit):
             or not _circuit_keeps(circuit, ReadNotifyRequest, ReadNotifyResponse)):
         return [], 0, 0
     data, offset, end = pending
-    channels_sid, ioids = circuit.channels_sid, circuit._ioids
+    channels_sid, ioids = circuit._channels_sid, circuit._ioids   # unmade: decline
     out, nbytes, taken = [], 0, 0
     append, extend = out.append, out.extend
     try:

@@ -236,6 +236,7 @@ class CircuitHandler:
             max_payload_size=payload_limit(context.max_array_bytes))
         self.event_queue = _EventQueue(self)
         self._entries = {}                   # sid -> _ChannelEntry
+        self._unmade = {}                    # sid -> (data, filter, rights): see _entry
         self._serve_channel = None           # see _channel_server
         self._answer_read = self._read_server()
         self._subs = {}                      # subscriptionid -> Subscription
@@ -248,7 +249,8 @@ class CircuitHandler:
         self.closed = False
 
     def __repr__(self):
-        return f"<CircuitHandler {self.address} channels={len(self._entries)}>"
+        return (f"<CircuitHandler {self.address} "
+                f"channels={len(self._entries) + len(self._unmade)}>")
 
     @property
     def recv_size(self):
@@ -339,7 +341,7 @@ class CircuitHandler:
 
     def _error(self, command, status, message, cid=None):
         if cid is None:
-            entry = self._entries.get(getattr(command, "sid", None))
+            entry = self._entry(getattr(command, "sid", None))
             cid = entry.channel.cid if entry is not None else _UNKNOWN_CID
         self._send(ErrorResponse(command, cid, status, message))
 
@@ -426,9 +428,28 @@ class CircuitHandler:
             rights &= int(security.rights_for(data, host, user, self.context))
         return _RIGHTS.get(rights) or _dbr.AccessRights(rights)
 
+    def _entry(self, sid):
+        """The _ChannelEntry of channel `sid`, or None.  serve() (see
+        _channel_server) only records what an entry needs: a client connecting
+        10,000 channels may use few of them, and making each entry and
+        ServerChannel at once was a third of the cost of a connect."""
+        entry = self._entries.get(sid)
+        if entry is None and sid in self._unmade:
+            record = self._unmade.pop(sid)
+            channel = self.circuit.channel_by_sid(sid)
+            if channel is not None:
+                entry = self._entries[sid] = _ChannelEntry(channel, *record)
+        return entry
+
+    def _all_entries(self):
+        """Every channel's entry, made now where it was not yet."""
+        for sid in list(self._unmade):
+            self._entry(sid)
+        return self._entries
+
     async def refresh_access_rights(self):
         """Re-check every channel's rights; send AccessRights where they changed."""
-        for entry in self._entries.values():
+        for entry in self._all_entries().values():
             rights = self._rights(entry.data)
             if rights != entry.rights:
                 entry.set_rights(rights)
@@ -448,7 +469,7 @@ class CircuitHandler:
 
     async def disconnect_data(self, data):
         """Tell the client every channel served by `data` is gone (ServerDisconn)."""
-        for sid, entry in list(self._entries.items()):
+        for sid, entry in list(self._all_entries().items()):
             # (a filter's view of `data`, e.g. ts num, names it as its source)
             if entry.data is data or getattr(entry.data, "source", None) is data:
                 await self._drop_subscriptions(entry)
@@ -465,6 +486,7 @@ class CircuitHandler:
         for entry in self._entries.values():
             await self._drop_subscriptions(entry)
         self._entries.clear()
+        self._unmade.clear()
         self._events.clear()
         self._outbox = []
         self.circuit.disconnect()
@@ -488,8 +510,8 @@ class CircuitHandler:
         await self.wakeup.set()
 
     async def _on_create_chan(self, command):
-        channel = self.circuit.channels[command.cid]
-        answer = self._channel_server()(channel)
+        channel = self.circuit.channel_by_cid(command.cid)
+        answer = self._channel_server()(channel.name)
         if answer is None:
             self._send(channel.create_fail())
         else:
@@ -507,14 +529,14 @@ class CircuitHandler:
         if self._serve_channel is not None:
             return self._serve_channel
         context, resolve_name = self.context, self.context.resolve
-        entries, new_sid, rights_of = self._entries, self.circuit.new_channel_id, self._rights
+        unmade, new_sid, rights_of = self._unmade, self.circuit.new_channel_id, self._rights
         host, user, address = self.client_hostname, self.client_username, self.address
 
-        def serve(channel):
+        def serve(name):
             try:
-                data, channel_filter = context.pvdb.get(channel.name), None
+                data, channel_filter = context.pvdb.get(name), None
                 if data is None:
-                    resolved = resolve_name(channel.name)
+                    resolved = resolve_name(name)
                     if resolved is None:
                         return None
                     data, channel_filter = resolved.data, resolved.channel_filter
@@ -525,24 +547,25 @@ class CircuitHandler:
                         count = native_count(count)
                 rights = rights_of(data, host, user)
             except Exception:      # e.g. a user's check_access: refuse, keep serving
-                circuit_log.exception("%s: cannot open channel %r", address, channel.name)
+                circuit_log.exception("%s: cannot open channel %r", address, name)
                 return None
             sid = new_sid()
-            entries[sid] = _ChannelEntry(channel, data, channel_filter, rights)
+            unmade[sid] = (data, channel_filter, rights)
             return rights, data.data_type, count, sid
         self._serve_channel = serve
         return serve
 
     async def _on_clear_channel(self, command):
         entry = self._entries.pop(command.sid, None)
+        self._unmade.pop(command.sid, None)
         if entry is not None:
             await self._drop_subscriptions(entry)
-        channel = self.circuit.channels_sid[command.sid]
+        channel = self.circuit.channel_by_sid(command.sid)
         self._send(_derive(_CLEARED_TEMPLATE, sid=channel.sid, cid=channel.cid))
 
     def _check_request(self, command, right, denied):
         """The channel entry and data type, or None after answering an error."""
-        entry = self._entries.get(command.sid)
+        entry = self._entry(command.sid)
         if entry is None:
             self._error(command, CAStatus.ECA_BADCHID,
                         f"sid {command.sid} is not a channel of this server")
@@ -663,7 +686,7 @@ class CircuitHandler:
 
     async def _on_write(self, command):
         notify = type(command) is WriteNotifyRequest
-        entry = self._entries.get(command.sid)
+        entry = self._entry(command.sid)
         status, message = None, None
         if entry is None:
             status, message = CAStatus.ECA_BADCHID, f"sid {command.sid} unknown"
@@ -725,7 +748,7 @@ class CircuitHandler:
         sub = self._subs.get(command.subscriptionid)
         if sub is not None:
             await self._drop_subscription(sub)
-        channel = self.circuit.channels_sid[command.sid]
+        channel = self.circuit.channel_by_sid(command.sid)
         self._send(channel.unsubscribe(command.subscriptionid))
 
     _HANDLERS = {

@@ -197,7 +197,7 @@ class IocStats(PVGroup):
         for context in contexts_serving(self.HEARTBEAT):
             for handler in list(context.circuits):
                 clients += 1
-                channels += len(handler.circuit.channels_sid)
+                channels += handler.circuit.channel_count()
         return clients, channels
 
     def _count_start(self):

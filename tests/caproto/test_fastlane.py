@@ -137,13 +137,13 @@ def _state(circuit):
                   for ch in circuit.channels.values())
 
 
-def _server(count=1):
-    """serve(channel) as a server answers: names starting with "X" are not
-    ours; the rest are DOUBLEs of `count` elements."""
-    def serve(channel):
-        if channel.name.startswith("X"):
+def _server(circuit, count=1):
+    """serve(name) as a server on `circuit` answers: names starting with
+    "X" are not ours; the rest are DOUBLEs of `count` elements."""
+    def serve(name):
+        if name.startswith("X"):
             return None
-        return RW, 6, count, channel.circuit.new_channel_id()
+        return RW, 6, count, circuit.new_channel_id()
     return serve
 
 
@@ -153,7 +153,7 @@ def _answer_generally(circuit, commands, serve):
     for command in commands:
         if isinstance(command, ca.CreateChanRequest):
             channel = circuit.channels[command.cid]
-            answer = serve(channel)
+            answer = serve(channel.name)
             if answer is None:
                 sent.extend(circuit.send(channel.create_fail()))
             else:
@@ -183,7 +183,7 @@ def test_create_runs_are_answered_as_the_general_path_answers(channel_names, cut
     general.send(ca.VersionResponse(13))
     more, _ = general.recv(creates + rest)
     general_commands += more
-    general_bytes = _answer_generally(general, general_commands, _server())
+    general_bytes = _answer_generally(general, general_commands, _server(general))
 
     fast = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     fast_commands, _ = fast.recv(opening)
@@ -194,12 +194,12 @@ def test_create_runs_are_answered_as_the_general_path_answers(channel_names, cut
             break
         chunk = stream[position:position + cut]
         position += len(chunk)
-        reply, n = _fastlane.serve_create_requests(fast, _server(), chunk)
+        reply, n = _fastlane.serve_create_requests(fast, _server(fast), chunk)
         sent.append(reply)
         taken += n
         got, _needed = fast.recv()
         fast_commands.extend(got)
-        sent.append(_answer_generally(fast, got, _server()))
+        sent.append(_answer_generally(fast, got, _server(fast)))
     creates_seen = [c for c in fast_commands if isinstance(c, ca.CreateChanRequest)]
     # Every request was taken exactly once, by the lane or by recv().
     assert taken + len(creates_seen) == len(channel_names)
@@ -217,10 +217,10 @@ def test_created_channels_get_what_send_sends(count):
     for circuit in fast, general:
         circuit.recv(opening)
         circuit.send(ca.VersionResponse(13))
-    reply, taken = _fastlane.serve_create_requests(fast, _server(count), creates)
+    reply, taken = _fastlane.serve_create_requests(fast, _server(fast, count), creates)
     commands, _ = general.recv(creates)
     assert taken == 3
-    assert reply == _answer_generally(general, commands, _server(count))
+    assert reply == _answer_generally(general, commands, _server(general, count))
     _same_channels(fast, general)
 
 
@@ -232,7 +232,7 @@ def test_recv_can_stop_before_a_create_run():
     assert [type(c) for c in commands] == [ca.VersionRequest, ca.HostNameRequest,
                                            ca.ClientNameRequest]
     server.send(ca.VersionResponse(13))
-    _reply, taken = _fastlane.serve_create_requests(server, _server())
+    _reply, taken = _fastlane.serve_create_requests(server, _server(server))
     assert taken == 2 and len(server._buffer) == 0
 
 
@@ -241,19 +241,67 @@ def test_create_lane_stops_before_a_reused_cid():
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     server.recv(opening)
     server.send(ca.VersionResponse(13))
-    _reply, taken = _fastlane.serve_create_requests(server, _server(), creates)
+    _reply, taken = _fastlane.serve_create_requests(server, _server(server), creates)
     assert taken == 2
     again = bytes(ca.CreateChanRequest("C", 0))             # cid 0 is "A"'s
-    assert _fastlane.serve_create_requests(server, _server(), again) == (b"", 0)
+    assert _fastlane.serve_create_requests(server, _server(server), again) == (b"", 0)
     with pytest.raises(ca.RemoteProtocolError) as refused:
         server.recv()
     assert refused.value.command.name == "C"
 
 
+def _lane_opened(names):
+    """A server circuit whose channels `names` the create lane opened, and
+    the client circuit that asked for them."""
+    client = ca.VirtualCircuit(ca.CLIENT, SERVER_ADDRESS, 0)
+    server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
+    server.recv(b"".join(bytes(b) for b in client.send(
+        ca.VersionRequest(0, 13), ca.HostNameRequest("h"), ca.ClientNameRequest("u"))))
+    client.recv(b"".join(bytes(b) for b in server.send(ca.VersionResponse(13))))
+    channels = [ca.ClientChannel(name, client) for name in names]
+    creates = b"".join(bytes(b) for ch in channels for b in client.send(ch.create()))
+    reply, taken = _fastlane.serve_create_requests(server, _server(server), creates)
+    assert taken == len(names)
+    client.recv(reply)
+    return client, server, channels
+
+
+def test_lane_channels_are_made_when_first_named():
+    """The lane records channels without making their ServerChannels; a
+    request naming one makes it, in the state the general path leaves."""
+    client, server, (a, b, c) = _lane_opened(["A", "B", "C"])
+    assert server.channel_count() == 3 and len(server._unmade) == 3
+    assert all(ch.states[ca.CLIENT] is ca.CONNECTED for ch in (a, b, c))
+    server.recv(b"".join(bytes(x) for x in client.send(a.read(data_type=6, ioid=5))))
+    assert len(server._unmade) == 2
+    made = server.channel_by_sid(a.sid)
+    assert (made.name, made.cid, made.native_data_count, made.access_rights) == (
+        "A", a.cid, 1, RW)
+    server.send(made.read([1.0], 5, data_type=6))        # (made A only)
+    server.recv(b"".join(bytes(x) for x in client.send(b.clear())))   # makes B, closes it
+    (cleared,) = server.send(ca.ClearChannelResponse(b.sid, b.cid))
+    client.recv(bytes(cleared))
+    assert b.states[ca.CLIENT] is ca.CLOSED
+    assert server.channel_count() == 2 and server.channel_by_sid(b.sid) is None
+    # A new channel never gets the sid or cid of one still unmade (C).
+    with pytest.raises(ca.RemoteProtocolError):          # C's cid, reused
+        server.recv(bytes(ca.CreateChanRequest("E", c.cid)))
+    assert server.new_channel_id() not in (a.sid, c.sid)
+    # Reading the tables makes everything: nothing outside can tell.
+    assert sorted(server.channels_sid) == sorted([a.sid, c.sid])
+    assert server._unmade == {} and server.channels[c.cid].name == "C"
+
+
+def test_unmade_channels_close_with_the_circuit():
+    _client, server, _channels = _lane_opened(["A", "B"])
+    server.disconnect()
+    assert server.channel_count() == 0 and server.channels == {}
+
+
 def test_create_lane_waits_for_the_version_request():
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     early = bytes(ca.CreateChanRequest("A", 1))
-    assert _fastlane.serve_create_requests(server, _server(), early) == (b"", 0)
+    assert _fastlane.serve_create_requests(server, _server(server), early) == (b"", 0)
     with pytest.raises(ca.RemoteProtocolError):
         server.recv()           # the general path refuses it, as before
 
@@ -261,24 +309,24 @@ def test_create_lane_waits_for_the_version_request():
 def test_create_lane_is_only_for_servers():
     client = ca.VirtualCircuit(ca.CLIENT, SERVER_ADDRESS, 0)
     with pytest.raises(ca.LocalProtocolError):
-        _fastlane.serve_create_requests(client, _server(), b"")
+        _fastlane.serve_create_requests(client, _server(client), b"")
 
 
 def test_a_failing_serve_loses_no_bytes_of_the_stream():
-    """serve() raising: the request it was answering is taken (its channel
-    awaits an answer), the next ones stay in the buffer for the next call."""
+    """serve() raising: the request it was answering is taken (and opens
+    nothing), the next ones stay in the buffer for the next call."""
     opening, creates, _ = _client_stream(["A", "B", "C"])
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     server.recv(opening)
     server.send(ca.VersionResponse(13))
 
-    def serve(channel):
-        if channel.name == "B":
+    def serve(name):
+        if name == "B":
             raise RuntimeError("broken hook")
-        return _server()(channel)
+        return _server(server)(name)
     with pytest.raises(RuntimeError):
         _fastlane.serve_create_requests(server, serve, creates)
-    assert sorted(ch.name for ch in server.channels.values()) == ["A", "B"]
-    _reply, taken = _fastlane.serve_create_requests(server, _server())
+    assert sorted(ch.name for ch in server.channels.values()) == ["A"]
+    _reply, taken = _fastlane.serve_create_requests(server, _server(server))
     assert taken == 1 and len(server._buffer) == 0
     assert server.channels[2].name == "C"
