@@ -93,11 +93,12 @@ def scan_search_datagram(data):
 class SearchAnswers:
     """Datagrams answering searches, as a server on one interface sends them.
 
-    Each datagram starts with a VersionResponse echoing the search's flag
-    and sequence number (libca speeds its searches up only when it does)
-    and holds as many answers as fit in SEARCH_MAX_DATAGRAM_BYTES.  The
-    answers are SearchResponse / NotFoundResponse encoded once by their
-    classes here; only the cid changes from one to the next.
+    Each datagram starts with a VersionResponse echoing the flag and
+    sequence number of the search datagram answered (libca speeds its
+    searches up only when it does) and holds as many answers as fit in
+    SEARCH_MAX_DATAGRAM_BYTES.  The answers are SearchResponse /
+    NotFoundResponse encoded once by their classes here; only the cid
+    changes from one to the next.
     """
 
     def __init__(self, port, ip, version=DEFAULT_PROTOCOL_VERSION):
@@ -115,20 +116,38 @@ class SearchAnswers:
         head, tail = self._not_found
         return _NOT_FOUND(head, cid, cid, tail)
 
-    def datagrams(self, version, answers):
-        """``[bytes]`` holding `answers` (``found()``/``not_found()`` bytes)
-        behind the echo of `version` (``(data_type, parameter1)`` or None)."""
-        flag, seq = version if version is not None else (0, 0)
-        echo = SHORT_HEADER.pack(_VERSION, 0, flag, self.version, seq, 0)
-        room = SEARCH_MAX_DATAGRAM_BYTES - len(echo)
-        datagrams, batch, used = [], [echo], 0
-        for answer in answers:
-            if used and used + len(answer) > room:
-                datagrams.append(b"".join(batch))
-                batch, used = [echo], 0
-            batch.append(answer)
-            used += len(answer)
-        if used:
+    def datagrams(self, *runs):
+        """``[bytes]`` holding the answers of every ``(version, answers)`` in
+        `runs`, in order, for one destination.
+
+        `version` is the search datagram's ``(data_type, parameter1)`` (None:
+        it had no VersionRequest) and `answers` are ``found()`` /
+        ``not_found()`` bytes.  Answers to several search datagrams share a
+        reply datagram, as rsrv packs them: on loopback each sendto costs
+        more than the Python that fills it.  A VersionResponse opens every
+        datagram and stands before the answers of every run whose echo
+        differs from the one before, so libca credits each answer to the
+        search datagram (and pass) that asked for it.
+        """
+        datagrams, batch, used, echoed = [], [], 0, None
+        for version, answers in runs:
+            flag, seq = version if version is not None else (0, 0)
+            echo = SHORT_HEADER.pack(_VERSION, 0, flag, self.version, seq, 0)
+            new_echo = echo != echoed
+            for answer in answers:
+                if new_echo:
+                    if used and used + HEADER_SIZE + len(answer) > SEARCH_MAX_DATAGRAM_BYTES:
+                        datagrams.append(b"".join(batch))
+                        batch, used = [], 0
+                    batch.append(echo)
+                    used += HEADER_SIZE
+                    echoed, new_echo = echo, False
+                elif used + len(answer) > SEARCH_MAX_DATAGRAM_BYTES:
+                    datagrams.append(b"".join(batch))
+                    batch, used = [echo], HEADER_SIZE
+                batch.append(answer)
+                used += len(answer)
+        if batch:
             datagrams.append(b"".join(batch))
         return datagrams
 

@@ -3,7 +3,7 @@
 Invariants:
 - All protocol behaviour lives in this package; a layer (asyncio/curio/trio)
   only binds the sockets sockets.py describes, feeds datagrams to
-  ``Context.handle_datagram`` and each accepted TCP connection to a
+  ``Context.handle_datagrams`` and each accepted TCP connection to a
   CircuitHandler from ``Context.new_circuit`` (circuit.py), runs tasks and
   supplies a ``Wakeup`` (see typing.py).
 - A datagram we cannot parse is ignored (logged at debug level); a search
@@ -121,15 +121,41 @@ class Context:
 
     def handle_datagram(self, data, address, interface="0.0.0.0"):
         """Answers to one datagram received on `interface`: [(bytes, address)]."""
-        if address[0] in self.ignore_addresses:
-            return []
+        return self.handle_datagrams([(data, address)], interface)
+
+    def handle_datagrams(self, received, interface="0.0.0.0"):
+        """Answers to datagrams received together on `interface`, given as
+        ``[(data, address)]``: ``[(bytes, address)]``.  The answers to
+        consecutive datagrams from one address share reply datagrams
+        (SearchAnswers.datagrams): a client's burst of 64 searches is
+        answered in about half as many."""
+        replies = self._search_answers.get(interface)
+        if replies is None or replies.port != self.port:
+            reply_ip = "255.255.255.255" if interface in ("0.0.0.0", "") else interface
+            replies = self._search_answers[interface] = SearchAnswers(self.port, reply_ip)
+        out, destination, runs = [], None, []
+        for data, address in received:
+            if address[0] in self.ignore_addresses:
+                continue
+            version, answers = self._answers(data, address, replies)
+            if not answers:
+                continue
+            if address != destination:
+                out.extend((datagram, destination) for datagram in replies.datagrams(*runs))
+                destination, runs = address, []
+            runs.append((version, answers))
+        out.extend((datagram, destination) for datagram in replies.datagrams(*runs))
+        return out
+
+    def _answers(self, data, address, replies):
+        """(version echo, [answer bytes]) for one datagram's searches."""
         scanned = scan_search_datagram(data)       # the fast lane: searches only
         if scanned is None:
             try:
                 commands = self.broadcaster.recv(data, address)
             except RemoteProtocolError as exc:
                 log.debug("ignoring a bad datagram from %s: %s", address, exc)
-                return []
+                return None, ()
             scanned = (None, [])
             for command in commands:
                 if type(command) is VersionRequest:
@@ -138,20 +164,13 @@ class Context:
                 elif type(command) is SearchRequest:
                     scanned[1].append((command.cid, command.name, command.reply))
         version, searches = scanned
-        if not searches:
-            return []
-        replies = self._search_answers.get(interface)
-        if replies is None or replies.port != self.port:
-            reply_ip = "255.255.255.255" if interface in ("0.0.0.0", "") else interface
-            replies = self._search_answers[interface] = SearchAnswers(self.port, reply_ip)
-        pvdb, answers = self.pvdb, []
+        pvdb, resolve_name, answers = self.pvdb, self.resolve, []
         for cid, name, reply in searches:
-            if name in pvdb or self.resolve(name) is not None:
+            if name in pvdb or resolve_name(name) is not None:
                 answers.append(replies.found(cid))
             elif reply == DO_REPLY:
                 answers.append(replies.not_found(cid))
-        return [(datagram, address)
-                for datagram in replies.datagrams(version, answers)]
+        return version, answers
 
     def beacon_datagram(self, interface="0.0.0.0"):
         """One RsrvIsUp beacon (the id increases with every call)."""

@@ -13,7 +13,7 @@ import socket
 from .._netifaces import broadcast_address_of
 
 __all__ = ("bind_udp_sockets", "bind_tcp_sockets", "make_beacon_socket",
-           "send_beacons", "answer_datagram", "answer_waiting_datagrams",
+           "send_beacons", "answer_datagram", "send_answers", "answer_waiting_datagrams",
            "start_hooks", "configure_client_socket", "gather", "send_all",
            "CLIENT_RCVBUF")
 
@@ -112,9 +112,14 @@ def send_beacons(context, sock):
 
 
 def answer_datagram(context, reply_socket, data, address, interface):
-    """Send the context's answers to one received datagram; a reply that
-    cannot be sent (the searcher went away) is not an error of ours."""
-    for datagram, destination in context.handle_datagram(data, address, interface):
+    """Send the context's answers to one received datagram."""
+    send_answers(reply_socket, context.handle_datagram(data, address, interface))
+
+
+def send_answers(reply_socket, answers):
+    """Send ``[(datagram, address)]``; a reply that cannot be sent (the
+    searcher went away) is not an error of ours."""
+    for datagram, destination in answers:
         try:
             reply_socket.sendto(datagram, destination)
         except OSError as exc:
@@ -135,16 +140,18 @@ def search_endpoints(udp_sockets):
 def answer_waiting_datagrams(context, sock, reply_socket, interface, limit=64):
     """Answer up to `limit` datagrams already waiting on non-blocking `sock`:
     the work of one readiness callback, so a burst of search datagrams costs
-    one wakeup of the loop, not one each."""
+    one wakeup of the loop, not one each, and its answers share datagrams."""
+    received = []
     for _ in range(limit):
         try:
-            data, address = sock.recvfrom(65536)
+            received.append(sock.recvfrom(65536))
         except (BlockingIOError, InterruptedError):
-            return
+            break
         except OSError as exc:         # e.g. an ICMP error queued on the socket
             log.debug("UDP receive on %s failed: %s", interface, exc)
-            return
-        answer_datagram(context, reply_socket, data, address, interface)
+            break
+    if received:
+        send_answers(reply_socket, context.handle_datagrams(received, interface))
 
 
 def start_hooks(context, startup_hook=None):

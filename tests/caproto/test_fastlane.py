@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import caproto as ca
 from caproto import _fastlane
+from caproto.server import Context
 from caproto._constants import DO_REPLY, NO_REPLY, SEARCH_MAX_DATAGRAM_BYTES
 from caproto._headers import MessageHeader, pack_header
 
@@ -94,14 +95,25 @@ def test_search_answers_are_the_commands_bytes(ip):
         assert answers.not_found(cid) == bytes(ca.NotFoundResponse(13, cid))
 
 
-@given(st.lists(st.booleans(), max_size=300), st.integers(0, 2 ** 32 - 1))
-@settings(max_examples=40, deadline=None)
-def test_search_answer_datagrams_match_the_broadcaster(found, seq):
+@given(st.lists(st.tuples(st.sampled_from([None, (1, 7), (1, 8), (0, 2 ** 32 - 1)]),
+                          st.lists(st.booleans(), max_size=100)), max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_search_answer_datagrams_match_the_broadcaster(runs):
+    """Answers to several search datagrams (runs) share reply datagrams;
+    read in order as libca reads them (each VersionResponse sets the
+    sequence number the answers after it are credited to), every answer
+    is credited to its own search datagram."""
     answers = _fastlane.SearchAnswers(5064, "255.255.255.255")
-    replies = [answers.found(i) if hit else answers.not_found(i)
-               for i, hit in enumerate(found)]
-    datagrams = answers.datagrams((1, seq), replies)
-    if not found:
+    expected, packed = [], []
+    for version, found in runs:
+        replies = []
+        for hit in found:
+            cid = len(expected)
+            replies.append(answers.found(cid) if hit else answers.not_found(cid))
+            expected.append((cid, hit, version or (0, 0)))
+        packed.append((version, replies))
+    datagrams = answers.datagrams(*packed)
+    if not expected:
         assert datagrams == []
         return
     server = ca.Broadcaster(ca.SERVER)
@@ -110,14 +122,44 @@ def test_search_answer_datagrams_match_the_broadcaster(found, seq):
     for datagram in datagrams:
         assert len(datagram) <= SEARCH_MAX_DATAGRAM_BYTES
         commands = client.recv(datagram, SERVER_ADDRESS)
-        first = commands[0]
-        assert isinstance(first, ca.VersionResponse)
-        assert (first.header.data_type, first.header.parameter1) == (1, seq)
-        got.extend(commands[1:])
+        assert isinstance(commands[0], ca.VersionResponse)
+        for command in commands:
+            if isinstance(command, ca.VersionResponse):
+                credited = (command.header.data_type, command.header.parameter1)
+            else:
+                got.append((command.cid, isinstance(command, ca.SearchResponse), credited))
         # The same commands sent by the general path give the same bytes.
         assert server.send(*commands) == datagram
-    assert [isinstance(c, ca.SearchResponse) for c in got] == found
-    assert [c.cid for c in got] == list(range(len(found)))
+    assert got == expected
+    # Full: no datagram but the last had room for the next answer and its echo.
+    assert all(len(d) > SEARCH_MAX_DATAGRAM_BYTES - 24 - 16 for d in datagrams[:-1])
+
+
+def test_one_clients_search_burst_is_answered_in_fewer_datagrams():
+    """libca sends 31 searches a datagram; the answers (24 bytes each) to
+    four of its datagrams fit three 1472-byte replies, each answer behind
+    the sequence number of the datagram that asked."""
+    context = Context({f"P:{i}": ca.ChannelDouble() for i in range(124)},
+                                ["127.0.0.1"])
+    context.port = 5064
+    client = ca.Broadcaster(ca.CLIENT)
+    received = []
+    for seq in range(4):
+        searches = [ca.SearchRequest(f"P:{i}", i, 13) for i in range(31 * seq, 31 * seq + 31)]
+        version = pack_header(MessageHeader(0, 0, 1, 13, seq, 0))
+        received.append((version + b"".join(bytes(r) for r in searches), CLIENT_ADDRESS))
+    other = ("127.0.0.1", 40002)
+    received.append((received[0][0], other))
+    replies = context.handle_datagrams(received, "127.0.0.1")
+    assert [address for _, address in replies] == [CLIENT_ADDRESS] * 3 + [other]
+    credited = {}
+    for datagram, _ in replies[:3]:
+        for command in client.recv(datagram, SERVER_ADDRESS):
+            if isinstance(command, ca.VersionResponse):
+                seq = command.header.parameter1
+            else:
+                credited[command.cid] = seq
+    assert credited == {cid: cid // 31 for cid in range(124)}
 
 
 # -- circuits ---------------------------------------------------------------
