@@ -115,8 +115,9 @@ class VirtualCircuit:
         self.states = CircuitState()
         self._channels = {}         # cid -> channel
         self._channels_sid = {}     # sid -> channel
-        # Server: sid -> (cid, name, native type, native count, rights) of
-        # channels opened but not yet made (see open_unmade), and cid -> sid.
+        # Server: sid -> (cid, name, native type, native count, rights,
+        # served) of channels opened but not yet made (see open_unmade), and
+        # cid -> sid.
         self._unmade = {}
         self._unmade_cids = {}
         self.event_add_commands = {}  # subscriptionid -> EventAddRequest
@@ -167,17 +168,20 @@ class VirtualCircuit:
             channel = self._make(sid)
         return channel
 
-    def open_unmade(self, name, cid, sid, data_type, data_count, access_rights):
+    def open_unmade(self, name, cid, sid, data_type, data_count, access_rights,
+                    served=None):
         """Record a channel the server has accepted and answered (its
         AccessRightsResponse and CreateChanResponse are sent by the caller:
-        the create lane) without making its ServerChannel yet."""
-        self._unmade[sid] = (cid, name, data_type, data_count, access_rights)
+        the create lane) without making its ServerChannel yet; `served`
+        becomes the ServerChannel's ``served``."""
+        self._unmade[sid] = (cid, name, data_type, data_count, access_rights, served)
         self._unmade_cids[cid] = sid
 
     def _make(self, sid):
-        cid, name, data_type, data_count, access_rights = self._unmade.pop(sid)
+        cid, name, data_type, data_count, access_rights, served = self._unmade.pop(sid)
         del self._unmade_cids[cid]
         channel = ServerChannel(name, self, cid)
+        channel.served = served
         channel.states.state = OPENED
         channel.access_rights = access_rights
         channel.sid = sid
@@ -789,6 +793,10 @@ class ServerChannel(_BaseChannel):
     it, send what rsrv sends: ``access_rights_response(rights)`` and then
     ``create(native_data_type, native_data_count, sid)``.
     """
+
+    #: What the server attached when it accepted the channel in the create
+    #: lane (_fastlane.serve_create_requests); the circuit only carries it.
+    served = None
 
     def version(self):
         return VersionResponse(self.protocol_version)

@@ -42,16 +42,6 @@ READ_NOTIFY = ReadNotifyRequest.ID
 _IOID = struct.Struct(">I").pack
 
 
-def _name(data, start, stop):
-    """The NUL-terminated latin-1 name in data[start:stop] (bytes or
-    bytearray), as _commands decodes it; None for an empty one, which the
-    general path handles."""
-    end = data.find(0, start, stop)
-    if end < 0:
-        end = stop
-    return data[start:end].decode("latin-1") if end > start else None
-
-
 # -- UDP: search datagrams --------------------------------------------------
 
 def scan_search_datagram(data):
@@ -76,7 +66,9 @@ def scan_search_datagram(data):
         offset = start + size
         if (command == _SEARCH and offset <= end and size <= limit
                 and parameter1 == parameter2):
-            # The name, as _commands decodes it (_name, inlined: the hot loop).
+            # The name, as _commands decodes it: NUL-terminated latin-1 (an
+            # empty one goes to the general path).  Inlined, as in the create
+            # lane: the hot loop.
             nul = data.find(0, start, offset)
             if nul < 0:
                 nul = offset
@@ -159,12 +151,13 @@ def serve_create_requests(circuit, serve, *buffers):
     and answer them, in one pass.
 
     Feeds `buffers` to the circuit like ``recv``.  For each request it calls
-    ``serve(name)``: ``(access_rights, data_type, data_count, sid)`` accepts
-    the channel (sid from ``circuit.new_channel_id()``), None refuses it; it
-    must not raise (the answers to the run's earlier channels would be lost
-    with the exception).  An accepted channel is recorded with
-    ``circuit.open_unmade`` (its ServerChannel is made when first named);
-    the answer bytes and the channel's state are what ``circuit.send`` of
+    ``serve(name)``: ``(access_rights, data_type, data_count, served)``
+    accepts the channel, None refuses it; it must not raise (the answers to
+    the run's earlier channels would be lost with the exception).  The lane
+    gives an accepted channel a sid from ``circuit.new_channel_id()`` and
+    records it with ``circuit.open_unmade`` (its ServerChannel is made when
+    first named, with `served` as its ``served``); the answer bytes and the
+    channel's state are what ``circuit.send`` of
     ``access_rights_response(access_rights)`` and ``create(data_type,
     data_count, sid)`` (or ``create_fail()``) would give.  Anything unusual
     goes through ``circuit.send``, which checks it and explains a refusal.
@@ -187,29 +180,34 @@ def serve_create_requests(circuit, serve, *buffers):
         return b"", 0                  # before the VersionRequest: refuse there
     data, offset, end = pending
     largest = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
-    channels, channels_sid = circuit._channels, circuit._channels_sid
-    unmade, unmade_cids = circuit._unmade, circuit._unmade_cids
+    channels, unmade, unmade_cids = circuit._channels, circuit._unmade, circuit._unmade_cids
+    new_sid = circuit.new_channel_id
     connected = circuit.states[SERVER] is CONNECTED
     chunks, taken, copied = [], 0, 0
     append = chunks.append
     try:
         while offset + HEADER_SIZE <= end:
             command, size, _type, _count, cid, _version = _unpack_header(data, offset)
-            stop = offset + HEADER_SIZE + size
+            start = offset + HEADER_SIZE
+            stop = start + size
             if (command != _CREATE or size > largest or stop > end
                     or cid in channels or cid in unmade_cids):
                 break
-            name = _name(data, offset + HEADER_SIZE, stop)
-            if name is None:
+            # The name, as in scan_search_datagram.
+            nul = data.find(0, start, stop)
+            if nul < 0:
+                nul = stop
+            if nul == start:
                 break
+            name = data[start:nul].decode("latin-1")
             # Taken: from here on the request is ours, even if serve() raises.
             offset, copied, taken = stop, copied + size, taken + 1
             answer = serve(name)
             if answer is not None:
-                rights, data_type, data_count, sid = answer
-                if (connected and data_count < 0xFFFF and sid not in channels_sid
-                        and sid not in unmade):
-                    unmade[sid] = (cid, name, data_type, data_count, rights)
+                rights, data_type, data_count, served = answer
+                if connected and data_count < 0xFFFF:
+                    sid = new_sid()
+                    unmade[sid] = (cid, name, data_type, data_count, rights, served)
                     unmade_cids[cid] = sid          # circuit.open_unmade, inlined
                     append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, cid, rights,
                                    _CREATED, 0, data_type, data_count, cid, sid))
@@ -219,8 +217,9 @@ def serve_create_requests(circuit, serve, *buffers):
             if answer is None:
                 chunks.extend(circuit.send(channel.create_fail()))
             else:
+                channel.served = served
                 chunks.extend(circuit.send(channel.access_rights_response(rights),
-                                           channel.create(data_type, data_count, sid)))
+                                           channel.create(data_type, data_count, new_sid())))
     finally:
         buffer.skip_to(offset, copied)
     return b"".join(chunks), taken

@@ -235,8 +235,7 @@ class CircuitHandler:
             SERVER, address, None,
             max_payload_size=payload_limit(context.max_array_bytes))
         self.event_queue = _EventQueue(self)
-        self._entries = {}                   # sid -> _ChannelEntry
-        self._unmade = {}                    # sid -> (data, filter, rights): see _entry
+        self._entries = {}                   # sid -> _ChannelEntry (see _entry)
         self._serve_channel = None           # see _channel_server
         self._answer_read = self._read_server()
         self._subs = {}                      # subscriptionid -> Subscription
@@ -250,7 +249,7 @@ class CircuitHandler:
 
     def __repr__(self):
         return (f"<CircuitHandler {self.address} "
-                f"channels={len(self._entries) + len(self._unmade)}>")
+                f"channels={self.circuit.channel_count()}>")
 
     @property
     def recv_size(self):
@@ -429,21 +428,22 @@ class CircuitHandler:
         return _RIGHTS.get(rights) or _dbr.AccessRights(rights)
 
     def _entry(self, sid):
-        """The _ChannelEntry of channel `sid`, or None.  serve() (see
-        _channel_server) only records what an entry needs: a client connecting
-        10,000 channels may use few of them, and making each entry and
-        ServerChannel at once was a third of the cost of a connect."""
+        """The _ChannelEntry of channel `sid`, or None.  The create lane
+        only records what an entry needs, as the channel's ``served`` (see
+        _channel_server): a client connecting 10,000 channels may use few of
+        them, and making each entry and ServerChannel at once was a third of
+        the cost of a connect."""
         entry = self._entries.get(sid)
-        if entry is None and sid in self._unmade:
-            record = self._unmade.pop(sid)
+        if entry is None:
             channel = self.circuit.channel_by_sid(sid)
-            if channel is not None:
-                entry = self._entries[sid] = _ChannelEntry(channel, *record)
+            if channel is not None and channel.served is not None:
+                entry = self._entries[sid] = _ChannelEntry(channel, *channel.served)
+                channel.served = None
         return entry
 
     def _all_entries(self):
         """Every channel's entry, made now where it was not yet."""
-        for sid in list(self._unmade):
+        for sid in list(self.circuit.channels_sid):
             self._entry(sid)
         return self._entries
 
@@ -486,7 +486,6 @@ class CircuitHandler:
         for entry in self._entries.values():
             await self._drop_subscriptions(entry)
         self._entries.clear()
-        self._unmade.clear()
         self._events.clear()
         self._outbox = []
         self.circuit.disconnect()
@@ -515,21 +514,21 @@ class CircuitHandler:
         if answer is None:
             self._send(channel.create_fail())
         else:
-            rights, data_type, data_count, sid = answer
+            rights, data_type, data_count, channel.served = answer
             self._send(channel.access_rights_response(rights),
-                       channel.create(data_type, data_count, sid))
+                       channel.create(data_type, data_count, self.circuit.new_channel_id()))
 
     def _channel_server(self):
-        """``serve(channel)`` answering the channels this client creates: its
-        ``(rights, native type, native count, sid)``, or None when we do not
-        serve the name.  Made once, and again after the client sent its host
+        """``serve(name)`` answering the channels this client creates: its
+        ``(rights, native type, native count, served)``, or None when we do
+        not serve the name; `served` is what its _ChannelEntry is made of.  Made once, and again after the client sent its host
         or user name: a client connecting thousands of channels sends nothing
         else, and per-call lookups add up, as would making it per message.
         """
         if self._serve_channel is not None:
             return self._serve_channel
         context, resolve_name = self.context, self.context.resolve
-        unmade, new_sid, rights_of = self._unmade, self.circuit.new_channel_id, self._rights
+        rights_of = self._rights
         host, user, address = self.client_hostname, self.client_username, self.address
 
         def serve(name):
@@ -549,15 +548,12 @@ class CircuitHandler:
             except Exception:      # e.g. a user's check_access: refuse, keep serving
                 circuit_log.exception("%s: cannot open channel %r", address, name)
                 return None
-            sid = new_sid()
-            unmade[sid] = (data, channel_filter, rights)
-            return rights, data.data_type, count, sid
+            return rights, data.data_type, count, (data, channel_filter, rights)
         self._serve_channel = serve
         return serve
 
     async def _on_clear_channel(self, command):
         entry = self._entries.pop(command.sid, None)
-        self._unmade.pop(command.sid, None)
         if entry is not None:
             await self._drop_subscriptions(entry)
         channel = self.circuit.channel_by_sid(command.sid)

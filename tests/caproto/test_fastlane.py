@@ -179,13 +179,13 @@ def _state(circuit):
                   for ch in circuit.channels.values())
 
 
-def _server(circuit, count=1):
-    """serve(name) as a server on `circuit` answers: names starting with
-    "X" are not ours; the rest are DOUBLEs of `count` elements."""
+def _server(count=1):
+    """serve(name) as a server answers: names starting with "X" are not
+    ours; the rest are DOUBLEs of `count` elements."""
     def serve(name):
         if name.startswith("X"):
             return None
-        return RW, 6, count, circuit.new_channel_id()
+        return RW, 6, count, ("served", name)
     return serve
 
 
@@ -199,7 +199,8 @@ def _answer_generally(circuit, commands, serve):
             if answer is None:
                 sent.extend(circuit.send(channel.create_fail()))
             else:
-                rights, data_type, data_count, sid = answer
+                rights, data_type, data_count, channel.served = answer
+                sid = circuit.new_channel_id()
                 sent.extend(circuit.send(channel.access_rights_response(rights),
                                          channel.create(data_type, data_count, sid)))
     return b"".join(bytes(b) for b in sent)
@@ -211,8 +212,9 @@ def _same_channels(fast, general):
     for sid, channel in fast.channels_sid.items():
         twin = general.channels_sid[sid]
         assert (channel.cid, channel.native_data_type, channel.native_data_count,
-                channel.access_rights) == (twin.cid, twin.native_data_type,
-                                           twin.native_data_count, twin.access_rights)
+                channel.access_rights, channel.served) == (
+                    twin.cid, twin.native_data_type, twin.native_data_count,
+                    twin.access_rights, twin.served)
 
 
 @settings(max_examples=50, deadline=None)
@@ -225,7 +227,7 @@ def test_create_runs_are_answered_as_the_general_path_answers(channel_names, cut
     general.send(ca.VersionResponse(13))
     more, _ = general.recv(creates + rest)
     general_commands += more
-    general_bytes = _answer_generally(general, general_commands, _server(general))
+    general_bytes = _answer_generally(general, general_commands, _server())
 
     fast = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     fast_commands, _ = fast.recv(opening)
@@ -236,12 +238,12 @@ def test_create_runs_are_answered_as_the_general_path_answers(channel_names, cut
             break
         chunk = stream[position:position + cut]
         position += len(chunk)
-        reply, n = _fastlane.serve_create_requests(fast, _server(fast), chunk)
+        reply, n = _fastlane.serve_create_requests(fast, _server(), chunk)
         sent.append(reply)
         taken += n
         got, _needed = fast.recv()
         fast_commands.extend(got)
-        sent.append(_answer_generally(fast, got, _server(fast)))
+        sent.append(_answer_generally(fast, got, _server()))
     creates_seen = [c for c in fast_commands if isinstance(c, ca.CreateChanRequest)]
     # Every request was taken exactly once, by the lane or by recv().
     assert taken + len(creates_seen) == len(channel_names)
@@ -259,10 +261,10 @@ def test_created_channels_get_what_send_sends(count):
     for circuit in fast, general:
         circuit.recv(opening)
         circuit.send(ca.VersionResponse(13))
-    reply, taken = _fastlane.serve_create_requests(fast, _server(fast, count), creates)
+    reply, taken = _fastlane.serve_create_requests(fast, _server(count), creates)
     commands, _ = general.recv(creates)
     assert taken == 3
-    assert reply == _answer_generally(general, commands, _server(general, count))
+    assert reply == _answer_generally(general, commands, _server(count))
     _same_channels(fast, general)
 
 
@@ -274,7 +276,7 @@ def test_recv_can_stop_before_a_create_run():
     assert [type(c) for c in commands] == [ca.VersionRequest, ca.HostNameRequest,
                                            ca.ClientNameRequest]
     server.send(ca.VersionResponse(13))
-    _reply, taken = _fastlane.serve_create_requests(server, _server(server))
+    _reply, taken = _fastlane.serve_create_requests(server, _server())
     assert taken == 2 and len(server._buffer) == 0
 
 
@@ -283,10 +285,10 @@ def test_create_lane_stops_before_a_reused_cid():
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     server.recv(opening)
     server.send(ca.VersionResponse(13))
-    _reply, taken = _fastlane.serve_create_requests(server, _server(server), creates)
+    _reply, taken = _fastlane.serve_create_requests(server, _server(), creates)
     assert taken == 2
     again = bytes(ca.CreateChanRequest("C", 0))             # cid 0 is "A"'s
-    assert _fastlane.serve_create_requests(server, _server(server), again) == (b"", 0)
+    assert _fastlane.serve_create_requests(server, _server(), again) == (b"", 0)
     with pytest.raises(ca.RemoteProtocolError) as refused:
         server.recv()
     assert refused.value.command.name == "C"
@@ -302,7 +304,7 @@ def _lane_opened(names):
     client.recv(b"".join(bytes(b) for b in server.send(ca.VersionResponse(13))))
     channels = [ca.ClientChannel(name, client) for name in names]
     creates = b"".join(bytes(b) for ch in channels for b in client.send(ch.create()))
-    reply, taken = _fastlane.serve_create_requests(server, _server(server), creates)
+    reply, taken = _fastlane.serve_create_requests(server, _server(), creates)
     assert taken == len(names)
     client.recv(reply)
     return client, server, channels
@@ -317,8 +319,8 @@ def test_lane_channels_are_made_when_first_named():
     server.recv(b"".join(bytes(x) for x in client.send(a.read(data_type=6, ioid=5))))
     assert len(server._unmade) == 2
     made = server.channel_by_sid(a.sid)
-    assert (made.name, made.cid, made.native_data_count, made.access_rights) == (
-        "A", a.cid, 1, RW)
+    assert (made.name, made.cid, made.native_data_count, made.access_rights,
+            made.served) == ("A", a.cid, 1, RW, ("served", "A"))
     server.send(made.read([1.0], 5, data_type=6))        # (made A only)
     server.recv(b"".join(bytes(x) for x in client.send(b.clear())))   # makes B, closes it
     (cleared,) = server.send(ca.ClearChannelResponse(b.sid, b.cid))
@@ -343,7 +345,7 @@ def test_unmade_channels_close_with_the_circuit():
 def test_create_lane_waits_for_the_version_request():
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     early = bytes(ca.CreateChanRequest("A", 1))
-    assert _fastlane.serve_create_requests(server, _server(server), early) == (b"", 0)
+    assert _fastlane.serve_create_requests(server, _server(), early) == (b"", 0)
     with pytest.raises(ca.RemoteProtocolError):
         server.recv()           # the general path refuses it, as before
 
@@ -351,7 +353,7 @@ def test_create_lane_waits_for_the_version_request():
 def test_create_lane_is_only_for_servers():
     client = ca.VirtualCircuit(ca.CLIENT, SERVER_ADDRESS, 0)
     with pytest.raises(ca.LocalProtocolError):
-        _fastlane.serve_create_requests(client, _server(client), b"")
+        _fastlane.serve_create_requests(client, _server(), b"")
 
 
 def test_a_failing_serve_loses_no_bytes_of_the_stream():
@@ -365,10 +367,10 @@ def test_a_failing_serve_loses_no_bytes_of_the_stream():
     def serve(name):
         if name == "B":
             raise RuntimeError("broken hook")
-        return _server(server)(name)
+        return _server()(name)
     with pytest.raises(RuntimeError):
         _fastlane.serve_create_requests(server, serve, creates)
     assert sorted(ch.name for ch in server.channels.values()) == ["A"]
-    _reply, taken = _fastlane.serve_create_requests(server, _server(server))
+    _reply, taken = _fastlane.serve_create_requests(server, _server())
     assert taken == 1 and len(server._buffer) == 0
     assert server.channels[2].name == "C"
