@@ -2,7 +2,8 @@
 
 A connect flood is two kinds of message repeated: SearchRequests packed
 forty to a datagram, then CreateChanRequests back to back on the circuit;
-a client polling values sends runs of ReadNotifyRequests.  The general
+a client polling values sends runs of ReadNotifyRequests; a client
+leaving closes its channels with a run of ClearChannelRequests.  The general
 path builds, checks and dispatches a command object for each and one for
 each answer; that costs several times what epics-base spends on the same
 work.  These functions do it straight on the bytes.
@@ -19,6 +20,7 @@ Invariants:
 import struct
 
 from ._commands import (MAX_NAME_BYTES, AccessRightsResponse,
+                        ClearChannelRequest, ClearChannelResponse,
                         CreateChanRequest, CreateChanResponse, NotFoundResponse,
                         ReadNotifyRequest, ReadNotifyResponse, SearchRequest,
                         SearchResponse, VersionRequest)
@@ -30,7 +32,7 @@ from ._circuit import REQUESTED, ServerChannel
 from ._state import CIRCUIT_TRANSITIONS, CONNECTED
 
 __all__ = ("scan_search_datagram", "SearchAnswers", "serve_create_requests",
-           "serve_read_requests", "READ_NOTIFY")
+           "serve_clear_requests", "serve_read_requests", "READ_NOTIFY")
 
 _unpack_header = SHORT_HEADER.unpack_from
 _FOUND = struct.Struct(">12sI8s").pack           # SearchResponse: cid in parameter2
@@ -39,6 +41,8 @@ _SEARCH, _VERSION, _CREATE = SearchRequest.ID, VersionRequest.ID, CreateChanRequ
 _ACCEPT = struct.Struct(">HHHHII HHHHII").pack
 _ACCESS_RIGHTS, _CREATED = AccessRightsResponse.ID, CreateChanResponse.ID
 READ_NOTIFY = ReadNotifyRequest.ID
+_CLEAR = ClearChannelRequest.ID
+_CLEARED = SHORT_HEADER.pack
 _IOID = struct.Struct(">I").pack
 
 
@@ -223,6 +227,49 @@ def serve_create_requests(circuit, serve, *buffers):
     finally:
         buffer.skip_to(offset, copied)
     return b"".join(chunks), taken
+
+
+# -- TCP: runs of ClearChannelRequest --------------------------------------
+
+def serve_clear_requests(circuit, *buffers):
+    """Take the ClearChannelRequests at the front of a server circuit's input
+    (after feeding it `buffers`, like ``recv``) that close channels the
+    create lane opened and nothing has named since, and answer them, in one
+    pass.
+
+    Such a channel has no request pending and no subscription (anything
+    naming it would have made its ServerChannel), so closing it is
+    forgetting its record; the answer is the ClearChannelResponse the
+    general path would send.  Stops before anything else, a clear of a made
+    channel included, which ``circuit.recv()`` then handles.  Returns
+    ``(answers, taken)``.
+    """
+    if circuit.our_role is not SERVER:
+        raise LocalProtocolError("only a server receives ClearChannelRequests")
+    for data in buffers:
+        circuit._buffer.feed(data)
+    pending = circuit._buffer.pending_small()
+    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
+            or pending[0][pending[1] + 1] != _CLEAR or pending[0][pending[1]]
+            or not _circuit_keeps(circuit, ClearChannelRequest, ClearChannelResponse)):
+        return b"", 0
+    data, offset, end = pending
+    unmade, unmade_cids = circuit._unmade, circuit._unmade_cids
+    answers, taken = [], 0
+    append = answers.append
+    try:
+        while offset + HEADER_SIZE <= end:
+            command, size, data_type, count, sid, cid = _unpack_header(data, offset)
+            if (command != _CLEAR or size or data_type or count
+                    or unmade_cids.get(cid) != sid):
+                break
+            del unmade[sid], unmade_cids[cid]
+            append(_CLEARED(_CLEAR, 0, 0, 0, sid, cid))
+            offset += HEADER_SIZE
+            taken += 1
+    finally:
+        circuit._buffer.skip_to(offset)
+    return b"".join(answers), taken
 
 
 # -- TCP: runs of ReadNotifyRequest -----------------------------------------

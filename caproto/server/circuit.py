@@ -39,7 +39,8 @@ from .._constants import DEFAULT_PROTOCOL_VERSION, SERVER
 from .._data import ChannelData, SubscriptionSpec
 from .._errors import (CaprotoConversionError, LocalProtocolError,
                        RemoteProtocolError)
-from .._fastlane import READ_NOTIFY, serve_create_requests, serve_read_requests
+from .._fastlane import (READ_NOTIFY, serve_clear_requests, serve_create_requests,
+                         serve_read_requests)
 from .._headers import pack_header
 from .._status import CAStatus
 from .access import begin_trapwrite
@@ -58,7 +59,7 @@ _READ, _WRITE = int(_dbr.AccessRights.READ), int(_dbr.AccessRights.WRITE)
 # AccessRights by int: enum construction costs microseconds per channel created.
 _RIGHTS = {int(rights): _dbr.AccessRights(rights) for rights in range(4)}
 #: Commands the fast lanes take (circuit.recv stops before them).
-_LANES = (CreateChanRequest.ID, READ_NOTIFY)
+_LANES = (CreateChanRequest.ID, READ_NOTIFY, ClearChannelRequest.ID)
 _ANY_EVENT = 0xF                   # DBE_VALUE | DBE_LOG | DBE_ALARM | DBE_PROPERTY
 
 circuit_log = logging.getLogger("caproto.circ")
@@ -287,7 +288,11 @@ class CircuitHandler:
                 if read:
                     self._outbox.extend(answers)
                     self._outbox_bytes += nbytes
-                if not (created or read):
+                reply, cleared = serve_clear_requests(self.circuit)   # leaving clients
+                if cleared:
+                    self._outbox.append(reply)
+                    self._outbox_bytes += len(reply)
+                if not (created or read or cleared):
                     break
             try:
                 commands, _needed = self.circuit.recv(stop_before=_LANES)

@@ -342,6 +342,49 @@ def test_unmade_channels_close_with_the_circuit():
     assert server.channel_count() == 0 and server.channels == {}
 
 
+def _clears(client, channels):
+    return b"".join(bytes(b) for ch in channels for b in client.send(ch.clear()))
+
+
+def test_clear_runs_are_answered_as_the_general_path_answers():
+    """Clears of channels nothing named since the create lane opened them
+    are answered by the clear lane with the general path's bytes; it stops
+    before a clear of a made channel, which the general path then takes."""
+    names = ["A", "B", "C", "D", "E"]
+    client, fast, channels = _lane_opened(names)
+    _client2, general, _ = _lane_opened(names)
+    general.channels                   # makes all of general's channels
+    c = channels[2]
+    read = b"".join(bytes(x) for x in client.send(c.read(data_type=6, ioid=1)))
+    for server in fast, general:       # C is named: made on both
+        server.recv(read)
+        server.send(server.channel_by_sid(c.sid).read([1.0], 1, data_type=6))
+    assert len(fast._unmade) == 4 and not general._unmade
+    stream = _clears(client, channels)
+    reply, taken = _fastlane.serve_clear_requests(fast, stream)
+    assert taken == 2 and len(fast._unmade) == 2              # A, B; stops at C
+    commands, _needed = fast.recv()
+    rest = b"".join(bytes(b) for command in commands
+                    for b in fast.send(ca.ClearChannelResponse(command.sid, command.cid)))
+    got, _needed = general.recv(stream)
+    expected = b"".join(bytes(b) for command in got
+                        for b in general.send(ca.ClearChannelResponse(command.sid, command.cid)))
+    assert [type(x) for x in commands] == [ca.ClearChannelRequest] * 3
+    assert reply + rest == expected
+    assert fast.channels == {} and general.channels == {} and fast.channel_count() == 0
+    client.recv(reply + rest)
+    assert all(ch.states[ca.CLIENT] is ca.CLOSED for ch in channels)
+
+
+def test_clear_lane_leaves_a_mismatched_pair_to_the_general_path():
+    client, server, (a, b) = _lane_opened(["A", "B"])
+    wrong = bytes(ca.ClearChannelRequest(a.sid, b.cid))
+    assert _fastlane.serve_clear_requests(server, wrong) == (b"", 0)
+    with pytest.raises(ca.RemoteProtocolError):
+        server.recv()
+    assert server.channel_count() == 2
+
+
 def test_create_lane_waits_for_the_version_request():
     server = ca.VirtualCircuit(ca.SERVER, CLIENT_ADDRESS, None)
     early = bytes(ca.CreateChanRequest("A", 1))

@@ -5,6 +5,7 @@ epics-base's caget/caput/camonitor run as command-line tools.  The server
 runs in a thread of the test process, so tests read its ChannelData directly.
 """
 import os
+import time
 
 import pytest
 
@@ -299,6 +300,46 @@ def test_many_channels_and_clients(layer):
             for client in clients:
                 client.close()
         assert results == [{"connected": n, "ok": n}] * 3
+
+
+CLOSE_HALF = """
+from epics import ca
+names = ['N:%04d' % i for i in range({n})]
+chids = [ca.create_channel(name, connect=False, auto_cb=False) for name in names]
+connected = sum(bool(ca.connect_channel(c, timeout=20)) for c in chids)
+closing, kept = chids[:{n} // 2], chids[{n} // 2:]
+read = [ca.get(c, timeout=10) for c in closing[::100]]    # a few used first
+for c in closing:
+    ca.clear_channel(c)
+ca.flush_io()
+emit({{'connected': connected, 'read': read}})
+wait_go()
+values = [ca.get(c, timeout=10) for c in kept]
+emit({{'ok': sum(v == i + {n} // 2 for i, v in enumerate(values))}})
+"""
+
+
+def _open_channels(context):
+    return sum(handler.circuit.channel_count() for handler in list(context.circuits))
+
+
+def test_channels_a_client_closes_are_forgotten(layer):
+    """A client closing half of 2,000 channels, most never used (a display
+    closing a screen), leaves the server holding the other half, which it
+    still serves; a new client finds every name."""
+    n = 2000
+    pvdb = {f"N:{i:04d}": ca.ChannelInteger(value=i) for i in range(n)}
+    with ServerThread(layer, pvdb) as context:
+        with ClientProcess(CLOSE_HALF.format(n=n)) as client:
+            assert client.expect(timeout=60) == {"connected": n,
+                                                 "read": list(range(0, n // 2, 100))}
+            deadline = time.monotonic() + 10
+            while _open_channels(context) != n // 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _open_channels(context) == n // 2
+            client.go()
+            assert client.expect(timeout=60) == {"ok": n - n // 2}
+        assert run_client(MANY.format(n=n)) == {"connected": n, "ok": n}
 
 
 RECONNECT = """
