@@ -24,7 +24,7 @@ from ._commands import (MAX_NAME_BYTES, AccessRightsResponse,
                         CreateChanRequest, CreateChanResponse, NotFoundResponse,
                         ReadNotifyRequest, ReadNotifyResponse, SearchRequest,
                         SearchResponse, VersionRequest)
-from ._constants import (CLIENT, DEFAULT_PROTOCOL_VERSION,
+from ._constants import (CLIENT, DEFAULT_PROTOCOL_VERSION, DO_REPLY,
                          SEARCH_MAX_DATAGRAM_BYTES, SERVER)
 from ._errors import LocalProtocolError
 from ._headers import HEADER_SIZE, SHORT_HEADER
@@ -111,6 +111,21 @@ class SearchAnswers:
     def not_found(self, cid):
         head, tail = self._not_found
         return _NOT_FOUND(head, cid, cid, tail)
+
+    def answers(self, searches, pvdb, resolve):
+        """``found()`` / ``not_found()`` bytes for `searches` (``[(cid, name,
+        reply)]``, as scan_search_datagram gives them): found where `name`
+        is in `pvdb` or ``resolve(name)`` is not None; not found only where
+        the client asked for a reply (DO_REPLY), as rsrv does."""
+        (head, tail), (missing_head, missing_tail) = self._found, self._not_found
+        answers = []
+        append = answers.append
+        for cid, name, reply in searches:
+            if name in pvdb or resolve(name) is not None:
+                append(_FOUND(head, cid, tail))
+            elif reply == DO_REPLY:
+                append(_NOT_FOUND(missing_head, cid, cid, missing_tail))
+        return answers
 
     def datagrams(self, *runs):
         """``[bytes]`` holding the answers of every ``(version, answers)`` in

@@ -44,6 +44,7 @@ from .._fastlane import (READ_NOTIFY, serve_clear_requests, serve_create_request
 from .._headers import pack_header
 from .._status import CAStatus
 from .access import begin_trapwrite
+from .names import ResolvedName
 
 __all__ = ("CircuitHandler", "Subscription", "DroppedCircuit", "RECV_CHUNK",
            "OUTBOX_LIMIT", "EVENT_QUEUE_BYTES", "PENDING_PER_SUBSCRIPTION")
@@ -441,8 +442,14 @@ class CircuitHandler:
         entry = self._entries.get(sid)
         if entry is None:
             channel = self.circuit.channel_by_sid(sid)
-            if channel is not None and channel.served is not None:
-                entry = self._entries[sid] = _ChannelEntry(channel, *channel.served)
+            served = channel.served if channel is not None else None
+            if served is not None:
+                if type(served) is ResolvedName:
+                    data, channel_filter = served.data, served.channel_filter
+                else:
+                    data, channel_filter = served, None
+                entry = self._entries[sid] = _ChannelEntry(
+                    channel, data, channel_filter, channel.access_rights)
                 channel.served = None
         return entry
 
@@ -526,9 +533,14 @@ class CircuitHandler:
     def _channel_server(self):
         """``serve(name)`` answering the channels this client creates: its
         ``(rights, native type, native count, served)``, or None when we do
-        not serve the name; `served` is what its _ChannelEntry is made of.  Made once, and again after the client sent its host
-        or user name: a client connecting thousands of channels sends nothing
-        else, and per-call lookups add up, as would making it per message.
+        not serve the name.  `served`, what the channel's _ChannelEntry is
+        made of (see _entry), is its ChannelData, or the ResolvedName of a
+        name with a field or filter: one object, as every tuple made per
+        channel is one more for the cyclic GC to walk during a connect.
+
+        Made once, and again after the client sent its host or user name: a
+        client connecting thousands of channels sends nothing else, and
+        per-call lookups add up, as would making it per message.
         """
         if self._serve_channel is not None:
             return self._serve_channel
@@ -538,12 +550,13 @@ class CircuitHandler:
 
         def serve(name):
             try:
-                data, channel_filter = context.pvdb.get(name), None
+                data = served = context.pvdb.get(name)
+                channel_filter = None
                 if data is None:
-                    resolved = resolve_name(name)
-                    if resolved is None:
+                    served = resolve_name(name)
+                    if served is None:
                         return None
-                    data, channel_filter = resolved.data, resolved.channel_filter
+                    data, channel_filter = served.data, served.channel_filter
                 count = data.max_length
                 if channel_filter is not None:
                     native_count = getattr(channel_filter, "native_count", None)
@@ -553,7 +566,7 @@ class CircuitHandler:
             except Exception:      # e.g. a user's check_access: refuse, keep serving
                 circuit_log.exception("%s: cannot open channel %r", address, name)
                 return None
-            return rights, data.data_type, count, (data, channel_filter, rights)
+            return rights, data.data_type, count, served
         self._serve_channel = serve
         return serve
 

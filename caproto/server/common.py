@@ -16,7 +16,7 @@ import weakref
 
 from .._broadcaster import Broadcaster
 from .._commands import RsrvIsUpResponse, SearchRequest, VersionRequest
-from .._constants import DEFAULT_PROTOCOL_VERSION, DO_REPLY, SERVER
+from .._constants import DEFAULT_PROTOCOL_VERSION, SERVER
 from .._env import (get_beacon_address_list, get_environment_variables,
                     get_server_address_list, get_server_ignore_list)
 from .._errors import RemoteProtocolError
@@ -164,13 +164,7 @@ class Context:
                 elif type(command) is SearchRequest:
                     scanned[1].append((command.cid, command.name, command.reply))
         version, searches = scanned
-        pvdb, resolve_name, answers = self.pvdb, self.resolve, []
-        for cid, name, reply in searches:
-            if name in pvdb or resolve_name(name) is not None:
-                answers.append(replies.found(cid))
-            elif reply == DO_REPLY:
-                answers.append(replies.not_found(cid))
-        return version, answers
+        return version, replies.answers(searches, self.pvdb, self.resolve)
 
     def beacon_datagram(self, interface="0.0.0.0"):
         """One RsrvIsUp beacon (the id increases with every call)."""
