@@ -427,11 +427,12 @@ class CircuitHandler:
         for this client (or `host`/`user`, its names looked up once)."""
         if host is None:
             host, user = self.client_hostname, self.client_username
-        rights = int(data.check_access(host, user))
+        rights = data.check_access(host, user)
         security = getattr(data, "access_security", None)
         if security is not None:
-            rights &= int(security.rights_for(data, host, user, self.context))
-        return _RIGHTS.get(rights) or _dbr.AccessRights(rights)
+            rights = int(rights) & int(security.rights_for(data, host, user, self.context))
+        # (an AccessRights hashes as its int: no int() needed to look it up)
+        return _RIGHTS.get(rights) or _dbr.AccessRights(int(rights))
 
     def _entry(self, sid):
         """The _ChannelEntry of channel `sid`, or None.  The create lane
