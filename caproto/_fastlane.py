@@ -28,7 +28,7 @@ from ._constants import (CLIENT, DEFAULT_PROTOCOL_VERSION, DO_REPLY,
                          SEARCH_MAX_DATAGRAM_BYTES, SERVER)
 from ._errors import LocalProtocolError
 from ._headers import HEADER_SIZE, SHORT_HEADER
-from ._circuit import REQUESTED, ServerChannel
+from ._circuit import _ID_SPACE, REQUESTED, ServerChannel
 from ._state import CIRCUIT_TRANSITIONS, CONNECTED
 
 __all__ = ("scan_search_datagram", "SearchAnswers", "serve_create_requests",
@@ -200,7 +200,7 @@ def serve_create_requests(circuit, serve, *buffers):
     data, offset, end = pending
     largest = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
     channels, unmade, unmade_cids = circuit._channels, circuit._unmade, circuit._unmade_cids
-    new_sid = circuit.new_channel_id
+    channels_sid, counters, new_sid = circuit._channels_sid, circuit._counters, circuit.new_channel_id
     connected = circuit.states[SERVER] is CONNECTED
     chunks, taken, copied = [], 0, 0
     append = chunks.append
@@ -225,7 +225,12 @@ def serve_create_requests(circuit, serve, *buffers):
             if answer is not None:
                 rights, data_type, data_count, served = answer
                 if connected and data_count < 0xFFFF:
-                    sid = new_sid()
+                    # new_sid()'s first try, inlined; it takes over if taken.
+                    sid = counters["cid"]
+                    if sid in channels_sid or sid in unmade:
+                        sid = new_sid()
+                    else:
+                        counters["cid"] = (sid + 1) % _ID_SPACE
                     unmade[sid] = (cid, name, data_type, data_count, rights, served)
                     unmade_cids[cid] = sid          # circuit.open_unmade, inlined
                     append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, cid, rights,
