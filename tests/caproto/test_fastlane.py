@@ -336,6 +336,23 @@ def test_lane_channels_are_made_when_first_named():
     assert server._unmade == {} and server.channels[c.cid].name == "C"
 
 
+def test_lane_sids_skip_those_in_use():
+    """After the sid counter wraps round onto live channels, the lane skips
+    the sids still in use, made (B) or not (A)."""
+    client, server, (a, b, c) = _lane_opened(["A", "B", "C"])
+    server.channel_by_sid(b.sid)                          # B made, A and C not
+    channels = [a, b, c]
+    for name, counter in (("D", b.sid), ("E", a.sid)):
+        server._counters["cid"] = counter                 # as after a wrap-around
+        channel = ca.ClientChannel(name, client)
+        channels.append(channel)
+        reply, taken = _fastlane.serve_create_requests(
+            server, _server(), b"".join(bytes(x) for x in client.send(channel.create())))
+        assert taken == 1
+        client.recv(reply)
+    assert len({ch.sid for ch in channels}) == 5 and server.channel_count() == 5
+
+
 def test_unmade_channels_close_with_the_circuit():
     _client, server, _channels = _lane_opened(["A", "B"])
     server.disconnect()
