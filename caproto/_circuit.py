@@ -150,6 +150,12 @@ class VirtualCircuit:
             self._make_all()
         return self._channels_sid
 
+    @property
+    def pending_bytes(self):
+        """Bytes received but not yet taken as commands (a partial command,
+        or what ``recv(stop_before=...)`` left)."""
+        return len(self._buffer)
+
     def channel_count(self):
         """How many channels have a sid (without making the unmade ones)."""
         return len(self._channels_sid) + len(self._unmade)

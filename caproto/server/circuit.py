@@ -310,7 +310,7 @@ class CircuitHandler:
                 if self._outbox_bytes > OUTBOX_LIMIT and self.drain is not None:
                     await self.drain()
             self._needed = _needed
-            if not commands:
+            if not commands or not self.circuit.pending_bytes:
                 break                # else recv may have stopped before a lane's
 
     async def _dispatch(self, command):
