@@ -116,8 +116,8 @@ class VirtualCircuit:
         self._channels = {}         # cid -> channel
         self._channels_sid = {}     # sid -> channel
         # Server: sid -> (cid, name, native type, native count, rights,
-        # served) of channels opened but not yet made (see open_unmade), and
-        # cid -> sid.
+        # served) of channels the create lane (_fastlane) opened and
+        # answered but did not make (see _make), and cid -> sid.
         self._unmade = {}
         self._unmade_cids = {}
         self.event_add_commands = {}  # subscriptionid -> EventAddRequest
@@ -173,15 +173,6 @@ class VirtualCircuit:
         if channel is None and sid in self._unmade:
             channel = self._make(sid)
         return channel
-
-    def open_unmade(self, name, cid, sid, data_type, data_count, access_rights,
-                    served=None):
-        """Record a channel the server has accepted and answered (its
-        AccessRightsResponse and CreateChanResponse are sent by the caller:
-        the create lane) without making its ServerChannel yet; `served`
-        becomes the ServerChannel's ``served``."""
-        self._unmade[sid] = (cid, name, data_type, data_count, access_rights, served)
-        self._unmade_cids[cid] = sid
 
     def _make(self, sid):
         cid, name, data_type, data_count, access_rights, served = self._unmade.pop(sid)

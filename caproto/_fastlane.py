@@ -174,7 +174,7 @@ def serve_create_requests(circuit, serve, *buffers):
     accepts the channel, None refuses it; it must not raise (the answers to
     the run's earlier channels would be lost with the exception).  The lane
     gives an accepted channel a sid from ``circuit.new_channel_id()`` and
-    records it with ``circuit.open_unmade`` (its ServerChannel is made when
+    records it in the circuit's unmade table (its ServerChannel is made when
     first named, with `served` as its ``served``); the answer bytes and the
     channel's state are what ``circuit.send`` of
     ``access_rights_response(access_rights)`` and ``create(data_type,
@@ -200,7 +200,8 @@ def serve_create_requests(circuit, serve, *buffers):
     data, offset, end = pending
     largest = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
     channels, unmade, unmade_cids = circuit._channels, circuit._unmade, circuit._unmade_cids
-    channels_sid, counters, new_sid = circuit._channels_sid, circuit._counters, circuit.new_channel_id
+    channels_sid, counters = circuit._channels_sid, circuit._counters
+    new_sid = circuit.new_channel_id
     connected = circuit.states[SERVER] is CONNECTED
     chunks, taken, copied = [], 0, 0
     append = chunks.append
@@ -232,7 +233,7 @@ def serve_create_requests(circuit, serve, *buffers):
                     else:
                         counters["cid"] = (sid + 1) % _ID_SPACE
                     unmade[sid] = (cid, name, data_type, data_count, rights, served)
-                    unmade_cids[cid] = sid          # circuit.open_unmade, inlined
+                    unmade_cids[cid] = sid       # (the records VirtualCircuit._make reads)
                     append(_ACCEPT(_ACCESS_RIGHTS, 0, 0, 0, cid, rights,
                                    _CREATED, 0, data_type, data_count, cid, sid))
                     continue

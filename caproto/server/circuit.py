@@ -223,10 +223,11 @@ class CircuitHandler:
 
     The layer calls ``await received(data)`` with each chunk it reads and
     writes ``take_output()`` after each ``received`` and whenever ``wakeup``
-    is set (by what happens between reads: updates, hooks).  It sets ``drain`` to a coroutine function that writes
-    ``take_output()`` and waits until the socket took it: ``received`` calls
-    it whenever the replies it queued pass OUTBOX_LIMIT (a client pipelining
-    reads of large arrays).  ``close()`` when the socket is gone.
+    is set (by what happens between reads: updates, hooks).  It sets
+    ``drain`` to a coroutine function that writes ``take_output()`` and
+    waits until the socket took it: ``received`` calls it whenever the
+    replies it queued pass OUTBOX_LIMIT (a client pipelining reads of large
+    arrays).  ``close()`` when the socket is gone.
     """
 
     def __init__(self, context, address, wakeup):
