@@ -104,19 +104,11 @@ class SearchAnswers:
         self._found = (found[:12], found[16:])                # cid: parameter2
         self._not_found = (not_found[:8], not_found[16:])     # cid: p1 and p2
 
-    def found(self, cid):
-        head, tail = self._found
-        return _FOUND(head, cid, tail)
-
-    def not_found(self, cid):
-        head, tail = self._not_found
-        return _NOT_FOUND(head, cid, cid, tail)
-
     def answers(self, searches, pvdb, resolve):
-        """``found()`` / ``not_found()`` bytes for `searches` (``[(cid, name,
-        reply)]``, as scan_search_datagram gives them): found where `name`
-        is in `pvdb` or ``resolve(name)`` is not None; not found only where
-        the client asked for a reply (DO_REPLY), as rsrv does."""
+        """SearchResponse / NotFoundResponse bytes for `searches` (``[(cid,
+        name, reply)]``, as scan_search_datagram gives them): found where
+        `name` is in `pvdb` or ``resolve(name)`` is not None; not found only
+        where the client asked for a reply (DO_REPLY), as rsrv does."""
         (head, tail), (missing_head, missing_tail) = self._found, self._not_found
         answers = []
         append = answers.append
@@ -132,8 +124,7 @@ class SearchAnswers:
         `runs`, in order, for one destination.
 
         `version` is the search datagram's ``(data_type, parameter1)`` (None:
-        it had no VersionRequest) and `answers` are ``found()`` /
-        ``not_found()`` bytes.  Answers to several search datagrams share a
+        it had no VersionRequest) and `answers` are ``answers()`` bytes.  Answers to several search datagrams share a
         reply datagram, as rsrv packs them: on loopback each sendto costs
         more than the Python that fills it.  A VersionResponse opens every
         datagram and stands before the answers of every run whose echo

@@ -13,7 +13,7 @@ import socket
 from .._netifaces import broadcast_address_of
 
 __all__ = ("bind_udp_sockets", "bind_tcp_sockets", "make_beacon_socket",
-           "send_beacons", "answer_datagram", "send_answers", "answer_waiting_datagrams",
+           "send_beacons", "send_answers", "answer_waiting_datagrams",
            "start_hooks", "configure_client_socket", "gather", "send_all",
            "CLIENT_RCVBUF")
 
@@ -109,11 +109,6 @@ def send_beacons(context, sock):
                 sock.sendto(datagram, address)
             except OSError as exc:
                 log.debug("beacon to %s failed: %s", address, exc)
-
-
-def answer_datagram(context, reply_socket, data, address, interface):
-    """Send the context's answers to one received datagram."""
-    send_answers(reply_socket, context.handle_datagram(data, address, interface))
 
 
 def send_answers(reply_socket, answers):

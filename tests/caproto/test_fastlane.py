@@ -89,10 +89,16 @@ def test_search_scan_declines_what_it_does_not_handle(datagram):
 
 @pytest.mark.parametrize("ip", ["255.255.255.255", "127.0.0.1"])
 def test_search_answers_are_the_commands_bytes(ip):
+    """Found: a pvdb name or one resolve() knows (a field, a filter); not
+    found: answered only when the client asked (DO_REPLY), as rsrv does."""
     answers = _fastlane.SearchAnswers(5064, ip)
     for cid in (0, 1, 77, 2 ** 32 - 1):
-        assert answers.found(cid) == bytes(ca.SearchResponse(5064, ip, cid, 13))
-        assert answers.not_found(cid) == bytes(ca.NotFoundResponse(13, cid))
+        searches = [(cid, "ours", NO_REPLY), (cid, "ours.EGU", NO_REPLY),
+                    (cid, "other", DO_REPLY), (cid, "other", NO_REPLY)]
+        got = answers.answers(searches, {"ours": object()},
+                              lambda name: name if name == "ours.EGU" else None)
+        found = bytes(ca.SearchResponse(5064, ip, cid, 13))
+        assert got == [found, found, bytes(ca.NotFoundResponse(13, cid))]
 
 
 @given(st.lists(st.tuples(st.sampled_from([None, (1, 7), (1, 8), (0, 2 ** 32 - 1)]),
@@ -106,12 +112,13 @@ def test_search_answer_datagrams_match_the_broadcaster(runs):
     answers = _fastlane.SearchAnswers(5064, "255.255.255.255")
     expected, packed = [], []
     for version, found in runs:
-        replies = []
+        searches = []
         for hit in found:
             cid = len(expected)
-            replies.append(answers.found(cid) if hit else answers.not_found(cid))
+            searches.append((cid, "ours" if hit else "other", DO_REPLY))
             expected.append((cid, hit, version or (0, 0)))
-        packed.append((version, replies))
+        packed.append((version, answers.answers(searches, {"ours": object()},
+                                                lambda name: None)))
     datagrams = answers.datagrams(*packed)
     if not expected:
         assert datagrams == []
