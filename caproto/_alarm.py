@@ -170,11 +170,15 @@ class ChannelAlarm:
 
 
 # Tried in this order, as the ai record's checkAlarms does.
+# The two limit pairs, each (upper key, lower key, its limits), alarm first:
+# HIHI, LOLO, then HIGH, LOW is the order epics-base checks them in.
 _LIMITS = (
-    ("HIHI", True, "upper_alarm_limit", "upper_alarm_severity", AlarmStatus.HIHI),
-    ("LOLO", False, "lower_alarm_limit", "lower_alarm_severity", AlarmStatus.LOLO),
-    ("HIGH", True, "upper_warning_limit", "upper_warning_severity", AlarmStatus.HIGH),
-    ("LOW", False, "lower_warning_limit", "lower_warning_severity", AlarmStatus.LOW),
+    ("upper_alarm_limit", "lower_alarm_limit", (
+        ("HIHI", True, "upper_alarm_limit", "upper_alarm_severity", AlarmStatus.HIHI),
+        ("LOLO", False, "lower_alarm_limit", "lower_alarm_severity", AlarmStatus.LOLO))),
+    ("upper_warning_limit", "lower_warning_limit", (
+        ("HIGH", True, "upper_warning_limit", "upper_warning_severity", AlarmStatus.HIGH),
+        ("LOW", False, "lower_warning_limit", "lower_warning_severity", AlarmStatus.LOW))),
 )
 
 
@@ -187,22 +191,24 @@ def limit_alarm(fields, value, latched):
     element (the ai record's LALM).  Returns ``(status, severity, latched)``,
     or None when both pairs are off (the alarm is then left alone).
     """
-    pair_on = {kind: fields[f"upper_{kind}_limit"] != fields[f"lower_{kind}_limit"]
-               for kind in ("alarm", "warning")}
-    if not any(pair_on.values()):
+    # (Runs on every write to a numeric channel: plain lookups, no formatting.)
+    pairs = [limits for upper_key, lower_key, limits in _LIMITS
+             if fields[upper_key] != fields[lower_key]]
+    if not pairs:
         return None
     hysteresis = fields["alarm_hysteresis"]
-    for name, upper, limit_key, severity_key, status in _LIMITS:
-        limit, severity = fields[limit_key], fields[severity_key]
-        if not pair_on[limit_key.split("_")[1]] or severity == AlarmSeverity.NO_ALARM:
-            continue
-        held = latched == (name, limit)
-        if upper:
-            hit = value >= limit or (held and value >= limit - hysteresis)
-        else:
-            hit = value <= limit or (held and value <= limit + hysteresis)
-        if hit:
-            return status, severity, (name, limit)
+    for limits in pairs:
+        for name, upper, limit_key, severity_key, status in limits:
+            limit, severity = fields[limit_key], fields[severity_key]
+            if severity == AlarmSeverity.NO_ALARM:
+                continue
+            held = latched == (name, limit)
+            if upper:
+                hit = value >= limit or (held and value >= limit - hysteresis)
+            else:
+                hit = value <= limit or (held and value <= limit + hysteresis)
+            if hit:
+                return status, severity, (name, limit)
     return AlarmStatus.NO_ALARM, AlarmSeverity.NO_ALARM, None
 
 

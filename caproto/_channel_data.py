@@ -240,11 +240,13 @@ class ChannelData:
                 value = self.preprocess_value(verified)
         if update_fields:
             await self.update_fields(value)
-        timestamp = metadata.pop("timestamp", None)
-        alarm_fields = validate_alarm_fields(
-            {key: metadata.pop(key) for key in _ALARM_FIELDS if key in metadata})
-        bits = (int(flags) | int(self._apply_metadata(metadata))
-                | int(self._value_flags(self._value, value)))
+        bits, timestamp, alarm_fields = int(flags), None, None
+        if metadata:               # (a client's put has none: skip the sorting)
+            timestamp = metadata.pop("timestamp", None)
+            alarm_fields = validate_alarm_fields(
+                {key: metadata.pop(key) for key in _ALARM_FIELDS if key in metadata})
+            bits |= int(self._apply_metadata(metadata))
+        bits |= int(self._value_flags(self._value, value))
         self._value = value
         self._timestamp = time.time() if timestamp is None else float(timestamp)
         if not alarm_fields:
