@@ -217,6 +217,21 @@ class VirtualCircuit:
             buffers.extend(command.buffers)
         return buffers
 
+    def feed(self, *buffers):
+        """Take bytes from the peer without parsing them yet (``recv()``
+        with no arguments, or a fast lane, then takes the commands)."""
+        for data in buffers:
+            self._buffer.feed(data)
+
+    def next_command_id(self):
+        """The command ID of the next pending command, complete or not; None
+        when fewer than two bytes are pending or a large payload is arriving."""
+        pending = self._buffer.pending_small()
+        if pending is None or pending[2] - pending[1] < 2:
+            return None
+        data, start, _end = pending
+        return data[start] << 8 | data[start + 1]
+
     def recv(self, *buffers, stop_before=None):
         """Take bytes from the peer; return ``(commands, num_bytes_needed)``.
 

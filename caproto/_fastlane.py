@@ -2,8 +2,9 @@
 
 A connect flood is two kinds of message repeated: SearchRequests packed
 forty to a datagram, then CreateChanRequests back to back on the circuit;
-a client polling values sends runs of ReadNotifyRequests; a client
-leaving closes its channels with a run of ClearChannelRequests.  The general
+a client polling values sends runs of ReadNotifyRequests, one setting
+values runs of WriteRequests; a client leaving closes its channels with a
+run of ClearChannelRequests.  The general
 path builds, checks and dispatches a command object for each and one for
 each answer; that costs several times what epics-base spends on the same
 work.  These functions do it straight on the bytes.
@@ -19,11 +20,12 @@ Invariants:
 """
 import struct
 
+from . import _dbr
 from ._commands import (MAX_NAME_BYTES, AccessRightsResponse,
                         ClearChannelRequest, ClearChannelResponse,
                         CreateChanRequest, CreateChanResponse, NotFoundResponse,
                         ReadNotifyRequest, ReadNotifyResponse, SearchRequest,
-                        SearchResponse, VersionRequest)
+                        SearchResponse, VersionRequest, WriteRequest, _dbr_sizes)
 from ._constants import (CLIENT, DEFAULT_PROTOCOL_VERSION, DO_REPLY,
                          SEARCH_MAX_DATAGRAM_BYTES, SERVER)
 from ._errors import LocalProtocolError
@@ -32,7 +34,8 @@ from ._circuit import _ID_SPACE, REQUESTED, ServerChannel
 from ._state import CIRCUIT_TRANSITIONS, CONNECTED
 
 __all__ = ("scan_search_datagram", "SearchAnswers", "serve_create_requests",
-           "serve_clear_requests", "serve_read_requests", "READ_NOTIFY")
+           "serve_clear_requests", "serve_read_requests", "take_write_requests",
+           "READ_NOTIFY", "WRITE")
 
 _unpack_header = SHORT_HEADER.unpack_from
 _FOUND = struct.Struct(">12sI8s").pack           # SearchResponse: cid in parameter2
@@ -44,6 +47,7 @@ READ_NOTIFY = ReadNotifyRequest.ID
 _CLEAR = ClearChannelRequest.ID
 _CLEARED = SHORT_HEADER.pack
 _IOID = struct.Struct(">I").pack
+WRITE = WriteRequest.ID
 
 
 # -- UDP: search datagrams --------------------------------------------------
@@ -154,6 +158,25 @@ class SearchAnswers:
         return datagrams
 
 
+# -- TCP ------------------------------------------------------------------
+
+def _pending_run(circuit, command_id, request, answer=None):
+    """``(data, offset, end)`` of a server circuit's pending input (see
+    ``pending_small``) when it starts with a `command_id` command and the
+    circuit's state stays as it is through `request` from the client (and
+    our `answer`), else None: the lanes' cheap way out."""
+    pending = circuit._buffer.pending_small()
+    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
+            or pending[0][pending[1] + 1] != command_id or pending[0][pending[1]]):
+        return None
+    client, server = circuit.states[CLIENT], circuit.states[SERVER]
+    if (CIRCUIT_TRANSITIONS[CLIENT][client].get(request) is not client
+            or (answer is not None
+                and CIRCUIT_TRANSITIONS[SERVER][server].get(answer) is not server)):
+        return None
+    return pending
+
+
 # -- TCP: runs of CreateChanRequest ---------------------------------------
 
 def serve_create_requests(circuit, serve, *buffers):
@@ -181,13 +204,10 @@ def serve_create_requests(circuit, serve, *buffers):
     buffer = circuit._buffer
     for data in buffers:
         buffer.feed(data)
-    pending = buffer.pending_small()
-    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
-            or pending[0][pending[1] + 1] != _CREATE or pending[0][pending[1]]):
-        return b"", 0                  # not a CreateChanRequest next: cheap way out
-    client_state = circuit.states[CLIENT]
-    if CIRCUIT_TRANSITIONS[CLIENT][client_state].get(CreateChanRequest) is not client_state:
-        return b"", 0                  # before the VersionRequest: refuse there
+    # (None also before the VersionRequest: the general path refuses it.)
+    pending = _pending_run(circuit, _CREATE, CreateChanRequest)
+    if pending is None:
+        return b"", 0
     data, offset, end = pending
     largest = min(buffer.max_payload_size, MAX_NAME_BYTES + 8)
     channels, unmade, unmade_cids = circuit._channels, circuit._unmade, circuit._unmade_cids
@@ -260,10 +280,8 @@ def serve_clear_requests(circuit, *buffers):
         raise LocalProtocolError("only a server receives ClearChannelRequests")
     for data in buffers:
         circuit._buffer.feed(data)
-    pending = circuit._buffer.pending_small()
-    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
-            or pending[0][pending[1] + 1] != _CLEAR or pending[0][pending[1]]
-            or not _circuit_keeps(circuit, ClearChannelRequest, ClearChannelResponse)):
+    pending = _pending_run(circuit, _CLEAR, ClearChannelRequest, ClearChannelResponse)
+    if pending is None:
         return b"", 0
     data, offset, end = pending
     unmade, unmade_cids = circuit._unmade, circuit._unmade_cids
@@ -286,14 +304,6 @@ def serve_clear_requests(circuit, *buffers):
 
 # -- TCP: runs of ReadNotifyRequest -----------------------------------------
 
-def _circuit_keeps(circuit, request, answer):
-    """Whether the circuit's state stays as it is through `request` from the
-    client and our `answer` (both sides connected, nothing unusual)."""
-    client, server = circuit.states[CLIENT], circuit.states[SERVER]
-    return (CIRCUIT_TRANSITIONS[CLIENT][client].get(request) is client
-            and CIRCUIT_TRANSITIONS[SERVER][server].get(answer) is server)
-
-
 def serve_read_requests(circuit, answer, limit):
     """Take the ReadNotifyRequests at the front of a server circuit's input
     that `answer` can answer at once, and answer them, in one pass.
@@ -315,10 +325,8 @@ def serve_read_requests(circuit, answer, limit):
     if circuit.our_role is not SERVER:
         raise LocalProtocolError("only a server receives ReadNotifyRequests")
     buffer = circuit._buffer
-    pending = buffer.pending_small()
-    if (pending is None or pending[2] - pending[1] < HEADER_SIZE
-            or pending[0][pending[1] + 1] != READ_NOTIFY or pending[0][pending[1]]
-            or not _circuit_keeps(circuit, ReadNotifyRequest, ReadNotifyResponse)):
+    pending = _pending_run(circuit, READ_NOTIFY, ReadNotifyRequest, ReadNotifyResponse)
+    if pending is None:
         return [], 0, 0
     data, offset, end = pending
     channels_sid, ioids = circuit._channels_sid, circuit._ioids   # unmade: decline
@@ -345,3 +353,60 @@ def serve_read_requests(circuit, answer, limit):
     finally:
         buffer.skip_to(offset)
     return out, nbytes, taken
+
+
+# -- TCP: runs of WriteRequest ----------------------------------------------
+
+def take_write_requests(circuit):
+    """Take the WriteRequests (without notify) at the front of a server
+    circuit's input, decoded, in one pass: what they do is the caller's,
+    refusing one included (no access, a failed write), as for the
+    WriteRequest the general path would have parsed.
+
+    Stops before anything the general path must see: another command, an
+    extended header, a sid that is not a connected channel (the protocol
+    error), a DBR type it does not know or a payload shorter than the type
+    and count need (its refusal, or libca's short form of one string).  A
+    plain write is answered with nothing and leaves every state as it
+    was, so the lane changes none.
+
+    Returns ``[(header, data_type, data, metadata)]``: the request's
+    header fields (command, payload size, data type, count, sid, ioid; an
+    error answer echoes them), its ChannelType, and its values and
+    metadata decoded as the general path decodes them.
+    """
+    if circuit.our_role is not SERVER:
+        raise LocalProtocolError("only a server receives WriteRequests")
+    buffer = circuit._buffer
+    pending = _pending_run(circuit, WRITE, WriteRequest)
+    if pending is None:
+        return []
+    data, offset, end = pending
+    channels_sid = circuit._channels_sid             # unmade: decline
+    decode, copied, writes = _dbr.decode_payload, 0, []
+    try:
+        while offset + HEADER_SIZE <= end:
+            header = _unpack_header(data, offset)
+            command, size, data_type, count, sid, _ioid = header
+            start = offset + HEADER_SIZE
+            stop = start + size
+            if command != WRITE or size == 0xFFFF or stop > end:
+                break
+            channel = channels_sid.get(sid)
+            if channel is None or channel.states.state is not CONNECTED:
+                break
+            try:
+                channel_type, metadata_size, value_size = _dbr_sizes(data_type)
+            except (ValueError, KeyError, TypeError):
+                break                               # the general path refuses it
+            needed = metadata_size + value_size * count
+            if needed > size:
+                break
+            # The payload copied out, as the general path copies it.
+            payload = memoryview(bytes(data[start:stop]))
+            values, metadata = decode(channel_type, count, payload[:needed])
+            writes.append((header, channel_type, values, metadata))
+            offset, copied = stop, copied + size
+    finally:
+        buffer.skip_to(offset, copied)
+    return writes

@@ -39,8 +39,9 @@ from .._constants import DEFAULT_PROTOCOL_VERSION, SERVER
 from .._data import ChannelData, SubscriptionSpec
 from .._errors import (CaprotoConversionError, LocalProtocolError,
                        RemoteProtocolError)
-from .._fastlane import (READ_NOTIFY, serve_clear_requests, serve_create_requests,
-                         serve_read_requests)
+from .._fastlane import (READ_NOTIFY, WRITE, serve_clear_requests,
+                         serve_create_requests, serve_read_requests,
+                         take_write_requests)
 from .._headers import pack_header
 from .._status import CAStatus
 from .access import begin_trapwrite
@@ -59,8 +60,6 @@ _UNKNOWN_CID = 0xFFFFFFFF
 _READ, _WRITE = int(_dbr.AccessRights.READ), int(_dbr.AccessRights.WRITE)
 # AccessRights by int: enum construction costs microseconds per channel created.
 _RIGHTS = {int(rights): _dbr.AccessRights(rights) for rights in range(4)}
-#: Commands the fast lanes take (circuit.recv stops before them).
-_LANES = (CreateChanRequest.ID, READ_NOTIFY, ClearChannelRequest.ID)
 _ANY_EVENT = 0xF                   # DBE_VALUE | DBE_LOG | DBE_ALARM | DBE_PROPERTY
 
 circuit_log = logging.getLogger("caproto.circ")
@@ -272,32 +271,16 @@ class CircuitHandler:
 
     async def received(self, data):
         """Process every complete command in `data` (a bytes-like chunk)."""
-        buffers = (data,)
-        while True:
-            while True:                     # the fast lanes, while they take
-                # _channel_server() each pass: a HostNameRequest just
-                # processed changes the rights of the channels after it.
-                reply, created = serve_create_requests(   # connect floods
-                    self.circuit, self._channel_server(), *buffers)
-                buffers = ()
-                if created:
-                    self._outbox.append(reply)
-                    self._outbox_bytes += len(reply)
-                if self._outbox_bytes >= OUTBOX_LIMIT and self.drain is not None:
-                    await self.drain()
-                answers, nbytes, read = serve_read_requests(  # polling clients
-                    self.circuit, self._answer_read, OUTBOX_LIMIT - self._outbox_bytes)
-                if read:
-                    self._outbox.extend(answers)
-                    self._outbox_bytes += nbytes
-                reply, cleared = serve_clear_requests(self.circuit)   # leaving clients
-                if cleared:
-                    self._outbox.append(reply)
-                    self._outbox_bytes += len(reply)
-                if not (created or read or cleared):
-                    break
+        circuit = self.circuit
+        circuit.feed(data)
+        while circuit.pending_bytes:
+            if self._outbox_bytes >= OUTBOX_LIMIT and self.drain is not None:
+                await self.drain()
+            lane = self._LANES.get(circuit.next_command_id())
+            if lane is not None and await lane(self):
+                continue                 # it took a run of them
             try:
-                commands, _needed = self.circuit.recv(stop_before=_LANES)
+                commands, self._needed = circuit.recv(stop_before=self._LANES)
             except RemoteProtocolError as exc:
                 refused = getattr(exc, "command", None)
                 if refused is None:          # unparseable: the stream is lost
@@ -310,9 +293,42 @@ class CircuitHandler:
                 await self._dispatch(command)
                 if self._outbox_bytes > OUTBOX_LIMIT and self.drain is not None:
                     await self.drain()
-            self._needed = _needed
-            if not commands or not self.circuit.pending_bytes:
-                break                # else recv may have stopped before a lane's
+            if not commands:
+                return                       # a partial command: wait for the rest
+        self._needed = 0
+
+    # The fast lanes (_fastlane), by the command they take runs of; each
+    # returns how many it took (0: the general path takes the next one).
+
+    async def _lane_create(self):            # connect floods
+        # _channel_server() each time: a HostNameRequest just processed
+        # changes the rights of the channels after it.
+        reply, created = serve_create_requests(self.circuit, self._channel_server())
+        if created:
+            self._outbox.append(reply)
+            self._outbox_bytes += len(reply)
+        return created
+
+    async def _lane_read(self):              # polling clients
+        answers, nbytes, read = serve_read_requests(
+            self.circuit, self._answer_read, OUTBOX_LIMIT - self._outbox_bytes)
+        if read:
+            self._outbox.extend(answers)
+            self._outbox_bytes += nbytes
+        return read
+
+    async def _lane_clear(self):             # leaving clients
+        reply, cleared = serve_clear_requests(self.circuit)
+        if cleared:
+            self._outbox.append(reply)
+            self._outbox_bytes += len(reply)
+        return cleared
+
+    async def _lane_write(self):             # setters
+        writes = take_write_requests(self.circuit)
+        for header, data_type, data, metadata in writes:
+            await self._on_taken_write(header, data_type, data, metadata)
+        return len(writes)
 
     async def _dispatch(self, command):
         handler = self._HANDLERS.get(type(command))
@@ -703,26 +719,12 @@ class CircuitHandler:
     async def _on_write(self, command):
         notify = type(command) is WriteNotifyRequest
         entry = self._entry(command.sid)
-        status, message = None, None
-        if entry is None:
-            status, message = CAStatus.ECA_BADCHID, f"sid {command.sid} unknown"
-        elif not entry.allowed & _WRITE:
-            status = CAStatus.ECA_NOWTACCESS
-            message = f"{entry.channel.name!r} is not writable by this client"
-        elif command.refusal is not None:      # payload not decodable: nothing written
-            status, message = command.refusal
-        else:
-            trap = begin_trapwrite(entry.data, entry.channel.name, self.client_hostname,
-                                   self.client_username, command.data)
-            try:
-                await entry.data.write_from_dbr(command.data, command.data_type,
+        status, message = self._write_refused(entry, command.sid)
+        if status is None and command.refusal is not None:
+            status, message = command.refusal  # payload not decodable: nothing written
+        if status is None:
+            status, message = await self._write(entry, command.data, command.data_type,
                                                 command.metadata)
-            except Exception as exc:   # conversion too: rsrv says PUTFAIL for any
-                status, message = CAStatus.ECA_PUTFAIL, str(exc)
-                circuit_log.info("%s: write to %r refused: %s", self.address,
-                                 entry.channel.name, exc)
-            if trap is not None:
-                trap.finish(ok=status is None)
         if not notify:
             if status is not None:
                 self._error(command, status, message)
@@ -734,6 +736,44 @@ class CircuitHandler:
                            else None)
             self._send(entry.channel.write(command.ioid, data_type=answer_type,
                                            status=status or CAStatus.ECA_NORMAL))
+
+    async def _write(self, entry, data, data_type, metadata):
+        """Write a client's decoded values to the channel: ``(None, None)``,
+        or the ``(status, message)`` of the refusal to answer."""
+        trap = begin_trapwrite(entry.data, entry.channel.name, self.client_hostname,
+                               self.client_username, data)
+        status = message = None
+        try:
+            await entry.data.write_from_dbr(data, data_type, metadata)
+        except Exception as exc:   # conversion too: rsrv says PUTFAIL for any
+            status, message = CAStatus.ECA_PUTFAIL, str(exc)
+            circuit_log.info("%s: write to %r refused: %s", self.address,
+                             entry.channel.name, exc)
+        if trap is not None:
+            trap.finish(ok=status is None)
+        return status, message
+
+    def _write_refused(self, entry, sid):
+        """``(status, message)`` refusing a write to channel `sid` (its
+        `entry`), or ``(None, None)``."""
+        if entry is None:
+            return CAStatus.ECA_BADCHID, f"sid {sid} unknown"
+        if not entry.allowed & _WRITE:
+            return (CAStatus.ECA_NOWTACCESS,
+                    f"{entry.channel.name!r} is not writable by this client")
+        return None, None
+
+    async def _on_taken_write(self, header, data_type, data, metadata):
+        """A WriteRequest the write lane took (`header`: its header fields),
+        done as _on_write does it; an error echoes the request's header."""
+        sid = header[4]
+        entry = self._entry(sid)
+        status, message = self._write_refused(entry, sid)
+        if status is None:
+            status, message = await self._write(entry, data, data_type, metadata)
+        if status is not None:
+            self._error(MessageHeader._make(header), status, message,
+                        entry.channel.cid if entry is not None else None)
 
     async def _on_event_add(self, command):
         entry, data_type = self._check_request(command, _READ,
@@ -782,4 +822,11 @@ class CircuitHandler:
         WriteNotifyRequest: _on_write,
         EventAddRequest: _on_event_add,
         EventCancelRequest: _on_event_cancel,
+    }
+    #: Command ID -> fast lane (circuit.recv stops before these commands).
+    _LANES = {
+        CreateChanRequest.ID: _lane_create,
+        READ_NOTIFY: _lane_read,
+        ClearChannelRequest.ID: _lane_clear,
+        WRITE: _lane_write,
     }
