@@ -112,10 +112,24 @@ def available_backends():
 
 
 class _ActiveBackend:
-    """Proxy to the selected backend (``caproto.backend``)."""
+    """Proxy to the selected backend (``caproto.backend``).
+
+    Selecting a backend copies its public attributes onto the proxy, so the
+    codec's ``backend.frombuffer`` (several per message) is a plain
+    attribute lookup; ``__getattr__`` only serves what was not copied."""
+
+    _SHARED = ("name", "frombuffer", "array", "is_array", "numpy")
 
     def __init__(self):
         self._impl = None
+
+    def _select(self, impl):
+        for attr in self._SHARED:
+            self.__dict__.pop(attr, None)
+        self._impl = impl
+        for attr in self._SHARED:
+            if hasattr(impl, attr):
+                setattr(self, attr, getattr(impl, attr))
 
     def __getattr__(self, attr):
         return getattr(self._impl, attr)
@@ -135,7 +149,7 @@ def select_backend(name):
         raise CaprotoValueError(
             f"unknown backend {name!r}; choose one of {sorted(_FACTORIES)}") from None
     try:
-        backend._impl = factory()
+        backend._select(factory())
     except ImportError as ex:
         raise CaprotoValueError(f"backend {name!r} is unavailable: {ex}") from None
     return backend
