@@ -284,7 +284,7 @@ class Context(common.Context):
                     break
                 await handler.received(data)
                 await sender.flush(handler)
-                if len(data) >= common.RECV_CHUNK:
+                if handler.turn_over():
                     await asyncio.sleep(0)   # a flooding client must not starve others
         except common.DroppedCircuit as exc:
             error = exc

@@ -152,7 +152,7 @@ class Context(common.Context):
                     break
                 await handler.received(data)
                 await self._flush(handler, client, lock)
-                if len(data) >= common.RECV_CHUNK:
+                if handler.turn_over():
                     await curio.sleep(0)     # a flooding client must not starve others
         except common.DroppedCircuit as exc:
             error = exc

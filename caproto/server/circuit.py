@@ -246,6 +246,7 @@ class CircuitHandler:
         self._events = collections.deque()   # [sub, metadata, values, nbytes]
         self._event_bytes = 0
         self._needed = 0
+        self._unyielded = 0                  # bytes handled since the layer last yielded
         self.drain = None
         self.closed = False
 
@@ -258,6 +259,19 @@ class CircuitHandler:
         """How much the layer should read next: a small chunk, so one flooding
         client yields the loop often, or all of a large pending payload."""
         return max(RECV_CHUNK, self._needed)
+
+    def turn_over(self):
+        """Whether the layer should now let other tasks run (the other
+        circuits, this circuit's event sender) before reading on: it has
+        handled RECV_CHUNK bytes since it last did.  Counted across reads,
+        not per read: a client putting as fast as it can (libca flushing
+        every few kB) keeps a little data waiting at every read, and a
+        layer that only yielded after full chunks then never yielded, while
+        the subscribers' updates piled up and were coalesced away."""
+        if self._unyielded < RECV_CHUNK:
+            return False
+        self._unyielded = 0
+        return True
 
     @property
     def client_hostname(self):
@@ -273,6 +287,7 @@ class CircuitHandler:
         """Process every complete command in `data` (a bytes-like chunk)."""
         circuit = self.circuit
         circuit.feed(data)
+        self._unyielded += len(data)
         while circuit.pending_bytes:
             if self._outbox_bytes >= OUTBOX_LIMIT and self.drain is not None:
                 await self.drain()

@@ -177,7 +177,7 @@ class Context(common.Context):
                             break
                         await handler.received(data)
                         await sender.flush(handler)
-                        if len(data) >= common.RECV_CHUNK:
+                        if handler.turn_over():
                             await _let_woken_tasks_run()
                 except common.DroppedCircuit as exc:
                     error = exc

@@ -231,3 +231,25 @@ def test_the_lane_is_only_for_servers():
     client = ca.VirtualCircuit(ca.CLIENT, ADDRESS, 0)
     with pytest.raises(ca.LocalProtocolError):
         server_circuit.take_write_requests(client)
+
+
+def test_a_putter_flushing_small_pieces_still_hands_the_loop_over():
+    """libca flushes a putter's writes every few kB, so a layer often reads
+    less than RECV_CHUNK while more is already waiting.  It must still let
+    the others run (the subscribers' senders, other clients) after each
+    RECV_CHUNK handled, counted across reads: yielding only after a full
+    chunk, it kept reading until the putter paused, and the subscribers'
+    updates were coalesced away meanwhile."""
+    context = common.Context(_pvdb(), interfaces=["127.0.0.1"])
+    handler = context.new_circuit(ADDRESS, _Wakeup())
+    channels = _connect(handler, NAMES)
+    handler.turn_over()
+    flush = b"".join(_write(channels["W:x"].sid, D, [float(i)]) for i in range(100))
+    assert len(flush) < common.RECV_CHUNK // 4
+    turns = []
+    for _ in range(40):
+        asyncio.run(handler.received(flush))
+        turns.append(handler.turn_over())
+    assert 5 <= sum(turns) <= 6                 # 96,000 bytes: one per 16 kB
+    assert not any(turns[:6])                   # not before a chunk's worth
+    assert context.pvdb["W:x"].value == 99.0
