@@ -169,16 +169,13 @@ class ChannelAlarm:
         return _NO_EVENTS
 
 
-# Tried in this order, as the ai record's checkAlarms does.
-# The two limit pairs, each (upper key, lower key, its limits), alarm first:
-# HIHI, LOLO, then HIGH, LOW is the order epics-base checks them in.
+# Tried in this order, as the ai record's checkAlarms does: the alarm pair
+# (HIHI, LOLO), then the warning pair (HIGH, LOW).
 _LIMITS = (
-    ("upper_alarm_limit", "lower_alarm_limit", (
-        ("HIHI", True, "upper_alarm_limit", "upper_alarm_severity", AlarmStatus.HIHI),
-        ("LOLO", False, "lower_alarm_limit", "lower_alarm_severity", AlarmStatus.LOLO))),
-    ("upper_warning_limit", "lower_warning_limit", (
-        ("HIGH", True, "upper_warning_limit", "upper_warning_severity", AlarmStatus.HIGH),
-        ("LOW", False, "lower_warning_limit", "lower_warning_severity", AlarmStatus.LOW))),
+    (("HIHI", True, "upper_alarm_limit", "upper_alarm_severity", AlarmStatus.HIHI),
+     ("LOLO", False, "lower_alarm_limit", "lower_alarm_severity", AlarmStatus.LOLO)),
+    (("HIGH", True, "upper_warning_limit", "upper_warning_severity", AlarmStatus.HIGH),
+     ("LOW", False, "lower_warning_limit", "lower_warning_severity", AlarmStatus.LOW)),
 )
 
 
@@ -192,8 +189,8 @@ def limit_alarm(fields, value, latched):
     or None when both pairs are off (the alarm is then left alone).
     """
     # (Runs on every write to a numeric channel: plain lookups, no formatting.)
-    pairs = [limits for upper_key, lower_key, limits in _LIMITS
-             if fields[upper_key] != fields[lower_key]]
+    # A pair is on unless its two limits are equal.
+    pairs = [pair for pair in _LIMITS if fields[pair[0][2]] != fields[pair[1][2]]]
     if not pairs:
         return None
     hysteresis = fields["alarm_hysteresis"]

@@ -4,10 +4,10 @@ A connect flood is two kinds of message repeated: SearchRequests packed
 forty to a datagram, then CreateChanRequests back to back on the circuit;
 a client polling values sends runs of ReadNotifyRequests, one setting
 values runs of WriteRequests; a client leaving closes its channels with a
-run of ClearChannelRequests.  The general
-path builds, checks and dispatches a command object for each and one for
-each answer; that costs several times what epics-base spends on the same
-work.  These functions do it straight on the bytes.
+run of ClearChannelRequests.  The general path builds, checks and
+dispatches a command object for each and one for each answer; that costs
+several times what epics-base spends on the same work.  These functions
+do it straight on the bytes.
 
 Invariants:
 - Each lane gives exactly what the general path gives (the same answer
@@ -128,8 +128,9 @@ class SearchAnswers:
         `runs`, in order, for one destination.
 
         `version` is the search datagram's ``(data_type, parameter1)`` (None:
-        it had no VersionRequest) and `answers` are ``answers()`` bytes.  Answers to several search datagrams share a
-        reply datagram, as rsrv packs them: on loopback each sendto costs
+        it had no VersionRequest) and `answers` are ``answers()`` bytes.
+        Answers to several search datagrams share a reply datagram, as
+        rsrv packs them: on loopback each sendto costs
         more than the Python that fills it.  A VersionResponse opens every
         datagram and stands before the answers of every run whose echo
         differs from the one before, so libca credits each answer to the

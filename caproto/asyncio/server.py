@@ -88,8 +88,8 @@ class _CircuitReader:
 
     ``loop.sock_recv`` adds a reader for each wait and removes it after:
     two epoll_ctl calls and a callback handle per message from an idle
-    client (without them, the server's CPU per put fell by ~15%).  Here the reader stays
-    registered while the circuit waits for its client.  Data arriving while
+    client (without them, the server's CPU per put fell by ~15%).  Here the
+    reader stays registered while the circuit waits for its client.  Data arriving while
     nobody waits (the circuit busy, or suspended writing to a slow client)
     unregisters it, so the level-triggered selector does not spin.
     """

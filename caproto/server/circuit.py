@@ -733,13 +733,9 @@ class CircuitHandler:
 
     async def _on_write(self, command):
         notify = type(command) is WriteNotifyRequest
-        entry = self._entry(command.sid)
-        status, message = self._write_refused(entry, command.sid)
-        if status is None and command.refusal is not None:
-            status, message = command.refusal  # payload not decodable: nothing written
-        if status is None:
-            status, message = await self._write(entry, command.data, command.data_type,
-                                                command.metadata)
+        entry, status, message = await self._write(
+            command.sid, command.data, command.data_type, command.metadata,
+            command.refusal)
         if not notify:
             if status is not None:
                 self._error(command, status, message)
@@ -752,9 +748,19 @@ class CircuitHandler:
             self._send(entry.channel.write(command.ioid, data_type=answer_type,
                                            status=status or CAStatus.ECA_NORMAL))
 
-    async def _write(self, entry, data, data_type, metadata):
-        """Write a client's decoded values to the channel: ``(None, None)``,
-        or the ``(status, message)`` of the refusal to answer."""
+    async def _write(self, sid, data, data_type, metadata, refusal=None):
+        """Write a client's decoded values to channel `sid`, unless refused
+        (`refusal`: the request's own, a payload that did not decode).
+        Returns ``(entry, status, message)``: status and message are None
+        when written, else the refusal to answer."""
+        entry = self._entry(sid)
+        if entry is None:
+            return None, CAStatus.ECA_BADCHID, f"sid {sid} unknown"
+        if not entry.allowed & _WRITE:
+            return (entry, CAStatus.ECA_NOWTACCESS,
+                    f"{entry.channel.name!r} is not writable by this client")
+        if refusal is not None:
+            return (entry, *refusal)
         trap = begin_trapwrite(entry.data, entry.channel.name, self.client_hostname,
                                self.client_username, data)
         status = message = None
@@ -766,26 +772,12 @@ class CircuitHandler:
                              entry.channel.name, exc)
         if trap is not None:
             trap.finish(ok=status is None)
-        return status, message
-
-    def _write_refused(self, entry, sid):
-        """``(status, message)`` refusing a write to channel `sid` (its
-        `entry`), or ``(None, None)``."""
-        if entry is None:
-            return CAStatus.ECA_BADCHID, f"sid {sid} unknown"
-        if not entry.allowed & _WRITE:
-            return (CAStatus.ECA_NOWTACCESS,
-                    f"{entry.channel.name!r} is not writable by this client")
-        return None, None
+        return entry, status, message
 
     async def _on_taken_write(self, header, data_type, data, metadata):
         """A WriteRequest the write lane took (`header`: its header fields),
         done as _on_write does it; an error echoes the request's header."""
-        sid = header[4]
-        entry = self._entry(sid)
-        status, message = self._write_refused(entry, sid)
-        if status is None:
-            status, message = await self._write(entry, data, data_type, metadata)
+        entry, status, message = await self._write(header[4], data, data_type, metadata)
         if status is not None:
             self._error(MessageHeader._make(header), status, message,
                         entry.channel.cid if entry is not None else None)
